@@ -1,0 +1,1 @@
+"""Companies, users, API enablement, keys, IP whitelist, signed links, rate limits, audit."""

@@ -1,0 +1,1 @@
+"""Vendors, service plans, plan periods, resources, resource rates and rate periods."""

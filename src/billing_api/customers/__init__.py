@@ -1,0 +1,1 @@
+"""A partner's customers and their subscriptions, per environment."""

@@ -1,0 +1,138 @@
+"""Engine, session factory and the column types every domain shares.
+
+Money and quantities are exact on both databases: they are stored as integers in units of
+1/10,000 (``ScaledDecimal``), because SQLite would turn ``"12.50"`` into a binary float.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+SCALE = 4
+SCALE_FACTOR = 10**SCALE
+
+# Stable constraint names so Alembic migrations can refer to them on both databases.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def to_units(value: Decimal | int) -> int:
+    """Decimal → integer 1/10,000 units; refuses values that would lose digits."""
+    if isinstance(value, bool) or not isinstance(value, Decimal | int):
+        raise TypeError(f"exact decimal expected, got {type(value).__name__}")
+    scaled = Decimal(value) * SCALE_FACTOR
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{value} has more than {SCALE} decimal places")
+    return int(scaled)
+
+
+def from_units(units: int) -> Decimal:
+    return Decimal(units).scaleb(-SCALE)
+
+
+class ScaledDecimal(TypeDecorator[Decimal]):
+    """An exact decimal with 4 decimal places, stored as a BIGINT of 1/10,000 units."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | int | None, dialect: Dialect) -> int | None:
+        return None if value is None else to_units(value)
+
+    def process_result_value(self, value: int | None, dialect: Dialect) -> Decimal | None:
+        return None if value is None else from_units(value)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC timestamps on both databases (SQLite keeps no zone of its own)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware UTC datetime")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets API reads go on while a billing run writes; foreign keys are off by default.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+SQLITE_BEGIN_OPTION = "sqlite_begin"
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # The driver runs in autocommit mode so that SQLAlchemy's BEGIN is the only one. Writers
+    # ask for BEGIN IMMEDIATE (see ``writer_connection``) so that two of them queue on the busy
+    # timeout instead of failing when a read snapshot cannot be upgraded to a write.
+    mode = conn.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine tuned per database: SQLite pragmas, psycopg 3 for PostgreSQL."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "isolation_level": None}, **kwargs
+        )
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session], *, writer: bool = False) -> Iterator[Session]:
+    """One session, one transaction: committed when the block ends, rolled back on error.
+
+    ``writer=True`` begins it as a writer (``BEGIN IMMEDIATE`` on SQLite; PostgreSQL needs
+    nothing), for transactions that read and then write, such as a billing run.
+    """
+    with factory() as session, session.begin():
+        if writer:
+            session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+        yield session

@@ -1,0 +1,45 @@
+"""Imports every model so that ``Base.metadata`` knows all tables (Alembic, tests)."""
+
+from billing_api.access.models import Company, User
+from billing_api.billing.models import BillingRun, Invoice, InvoiceSequence, PriceLine, TaxZone
+from billing_api.catalog.models import (
+    PlanCategory,
+    PlanPeriod,
+    RatePeriod,
+    Resource,
+    ResourceRate,
+    ServicePlan,
+    Vendor,
+)
+from billing_api.customers.models import (
+    Customer,
+    Subscription,
+    SubscriptionAttribute,
+    SubscriptionChange,
+    SubscriptionResource,
+    UsageRecord,
+)
+from billing_api.db import Base
+
+__all__ = [
+    "Base",
+    "BillingRun",
+    "Company",
+    "Customer",
+    "Invoice",
+    "InvoiceSequence",
+    "PlanCategory",
+    "PlanPeriod",
+    "PriceLine",
+    "RatePeriod",
+    "Resource",
+    "ResourceRate",
+    "ServicePlan",
+    "Subscription",
+    "SubscriptionAttribute",
+    "SubscriptionChange",
+    "SubscriptionResource",
+    "TaxZone",
+    "User",
+    "Vendor",
+]

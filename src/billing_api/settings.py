@@ -1,0 +1,54 @@
+"""Typed settings, read from ``BILLING_API_*`` environment variables.
+
+Nothing here is created at import time: ``Settings()`` is built by the CLI, the app factory
+or a test, each with its own values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A development pepper is fine on a laptop's SQLite file; production refuses it (see validator).
+DEVELOPMENT_SECRET = "development-only-secret-change-me"  # noqa: S105
+
+
+def default_database_url() -> str:
+    data_dir = Path(platformdirs.user_data_dir("billing-api"))
+    return f"sqlite:///{data_dir / 'billing.db'}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BILLING_API_", extra="ignore")
+
+    database_url: str = Field(default_factory=default_database_url)
+    # Keys and link tokens are HMAC'd with this pepper; the id lets a pepper be rotated.
+    secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+    pepper_id: int = 1
+    environment_name: str = "development"
+    trusted_proxies: str = ""
+    timezone: str = "Europe/Amsterdam"
+    rate_limit_per_minute: int = 120
+    redis_url: str | None = None
+
+    @field_validator("secret_key")
+    @classmethod
+    def _refuse_short_secret(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("BILLING_API_SECRET_KEY must be at least 16 characters long")
+        return value
+
+    def check_production_ready(self) -> None:
+        """Raise ``ValueError`` when a production deployment still uses the development secret."""
+        if (
+            self.environment_name == "production"
+            and self.secret_key.get_secret_value() == DEVELOPMENT_SECRET
+        ):
+            raise ValueError("set BILLING_API_SECRET_KEY: the development secret is refused in production")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
