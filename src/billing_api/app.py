@@ -1,0 +1,32 @@
+"""``create_app(settings)``: builds the whole ASGI application; nothing happens at import."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+
+from billing_api import __version__
+from billing_api.db import make_engine, make_session_factory
+from billing_api.settings import Settings
+
+
+def create_app(settings: Settings) -> FastAPI:
+    settings.check_production_ready()
+    engine = make_engine(settings.database_url)
+    app = FastAPI(
+        title="Partner Billing API",
+        version=__version__,
+        docs_url=None,  # the default page loads assets from a CDN
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine)
+
+    @app.get("/healthz", include_in_schema=False, response_class=PlainTextResponse)
+    def healthz() -> str:
+        """The process is up (database reachability is /readyz's job)."""
+        return "ok"
+
+    return app

@@ -1,0 +1,1 @@
+"""Deterministic demo data: a distributor, a partner, customers and billed months."""
