@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from billing_api import migrate
 from billing_api.db import Base, make_engine, make_session_factory
 from billing_api.settings import Settings
+from tests.log_capture import capture_all_logs  # noqa: F401  (session-wide secret check)
 
-TEST_SECRET = "test-secret-key-0123456789abcdef"  # noqa: S105
+TEST_SECRET = "test-secret-key-0123456789abcdef"
 REFERENCE_TABLES = {"tax_zones"}  # seeded by the migration, kept between tests
 
 
@@ -38,8 +39,10 @@ def skip_or_fail(reason: str) -> None:
 def _create_postgres_database(url: str) -> tuple[str, str]:
     base = make_url(url)
     name = f"{base.database or 'billing_test'}_{secrets.token_hex(4)}"
-    admin = make_engine(base.set(database="postgres").render_as_string(hide_password=False),
-                        isolation_level="AUTOCOMMIT")
+    admin = make_engine(
+        base.set(database="postgres").render_as_string(hide_password=False),
+        isolation_level="AUTOCOMMIT",
+    )
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
@@ -47,8 +50,10 @@ def _create_postgres_database(url: str) -> tuple[str, str]:
 
 
 def _drop_postgres_database(url: str, name: str) -> None:
-    admin = make_engine(make_url(url).set(database="postgres").render_as_string(hide_password=False),
-                        isolation_level="AUTOCOMMIT")
+    admin = make_engine(
+        make_url(url).set(database="postgres").render_as_string(hide_password=False),
+        isolation_level="AUTOCOMMIT",
+    )
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()

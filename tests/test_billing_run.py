@@ -40,8 +40,11 @@ def test_first_month_bills_purchase_fee_on_both_sides(session: Session) -> None:
     summary = bill_partner(session, partner.id, "production", "2026-10", INVOICE_DAY)
 
     assert summary.lines == 2 and summary.invoices == 2
-    purchase, sale = _lines(session, charge_type="Purchase Fee")[::-1] if False else (
-        _lines(session, kind="purchase")[0], _lines(session, kind="customer")[0])
+    purchase, sale = (
+        _lines(session, charge_type="Purchase Fee")[::-1]
+        if False
+        else (_lines(session, kind="purchase")[0], _lines(session, kind="customer")[0])
+    )
     assert purchase.extended_price == D("24.00")  # 3 × 8.00 × 1
     assert purchase.vat == D("5.04")  # domestic NL 21 %
     assert sale.extended_price == D("30.00")
@@ -82,8 +85,9 @@ def test_invoice_totals_equal_line_sums_and_numbers_are_gap_free(session: Sessio
         assert invoice.total_excluding_vat == sum(line.extended_price for line in lines)
         assert invoice.total_vat == sum(line.vat for line in lines)
         assert invoice.total_including_vat == invoice.total_excluding_vat + invoice.total_vat
-    numbers = sorted(session.scalars(select(Invoice.invoice_number).where(
-        Invoice.kind == "customer")))
+    numbers = sorted(
+        session.scalars(select(Invoice.invoice_number).where(Invoice.kind == "customer"))
+    )
     assert numbers == [f"{partner.invoice_prefix}-{n:07d}" for n in range(1, 5)]
 
 
@@ -93,9 +97,15 @@ def test_downgrade_mid_month_bills_a_negative_correction_next_run(session: Sessi
     bill_partner(session, partner.id, "production", "2026-09", INVOICE_DAY)
     # Down from 10 to 4 seats from 16 Oct: the rest of October (16 of 31 days) is credited.
     sr.amount = D(4)
-    session.add(SubscriptionChange(subscription_id=sr.subscription_id, resource_rate_id=rate.id,
-                                   effective_date=dt.date(2026, 10, 16), old_amount=D(10),
-                                   new_amount=D(4)))
+    session.add(
+        SubscriptionChange(
+            subscription_id=sr.subscription_id,
+            resource_rate_id=rate.id,
+            effective_date=dt.date(2026, 10, 16),
+            old_amount=D(10),
+            new_amount=D(4),
+        )
+    )
     session.flush()
     bill_partner(session, partner.id, "production", "2026-10", INVOICE_DAY)
     cycle = _lines(session, kind="purchase", charge_type="Cycle Fee")
@@ -104,8 +114,10 @@ def test_downgrade_mid_month_bills_a_negative_correction_next_run(session: Sessi
     assert correction.quantity == D(-6)
     assert correction.duration == D("0.5161")  # 16/31
     assert correction.extended_price == D("-24.77")  # -6 × 8 × 0.5161 = -24.7728
-    assert (correction.start_date, correction.end_date) == (dt.date(2026, 10, 16),
-                                                          dt.date(2026, 10, 31))
+    assert (correction.start_date, correction.end_date) == (
+        dt.date(2026, 10, 16),
+        dt.date(2026, 10, 31),
+    )
     bill_partner(session, partner.id, "production", "2026-11", INVOICE_DAY)
     november = _lines(session, kind="purchase", charge_type="Cycle Fee")[-1]
     assert november.quantity == D(4)
@@ -135,13 +147,19 @@ def test_vat_cases(session: Session) -> None:
     _, tperiod, trate = f.plan(session, f.vendor(session, "Telco"), telecom=True)
     cases = {
         "domestic": (f.customer(session, partner, country_code="NL"), period, rate),
-        "eu_b2b": (f.customer(session, partner, country_code="BE", vat_number="BE0123456789"),
-                   period, rate),
+        "eu_b2b": (
+            f.customer(session, partner, country_code="BE", vat_number="BE0123456789"),
+            period,
+            rate,
+        ),
         "eu_b2c": (f.customer(session, partner, country_code="DE"), period, rate),
         "non_eu": (f.customer(session, partner, country_code="US"), period, rate),
         "telecom_resold": (f.customer(session, partner, country_code="NL"), tperiod, trate),
-        "telecom_own_use": (f.customer(session, partner, country_code="NL",
-                                       is_partner_itself=True), tperiod, trate),
+        "telecom_own_use": (
+            f.customer(session, partner, country_code="NL", is_partner_itself=True),
+            tperiod,
+            trate,
+        ),
     }
     for customer, p, r in cases.values():
         f.subscription(session, customer, p, r, amount=D(1))

@@ -47,7 +47,9 @@ class Settings(BaseSettings):
             self.environment_name == "production"
             and self.secret_key.get_secret_value() == DEVELOPMENT_SECRET
         ):
-            raise ValueError("set BILLING_API_SECRET_KEY: the development secret is refused in production")
+            raise ValueError(
+                "set BILLING_API_SECRET_KEY: the development secret is refused in production"
+            )
 
     @property
     def is_sqlite(self) -> bool:

@@ -128,18 +128,50 @@ def period_charges(
     months = pricing.cycle_months
     frequency = billing_frequency(months)
 
-    def recurring(charge_type: str, first: dt.date, last: dt.date, since: dt.date,
-                  quantity: Decimal, source: str) -> None:
-        charges.append(Charge(
-            charge_type, since, last, quantity, pricing.recurring_cost, pricing.recurring_price,
-            pricing.sales_discount, cycle_duration(months, first, last, since), "Month",
-            pricing.recurring_sku, frequency, source,
-        ))
+    def recurring(
+        charge_type: str,
+        first: dt.date,
+        last: dt.date,
+        since: dt.date,
+        quantity: Decimal,
+        source: str,
+    ) -> None:
+        charges.append(
+            Charge(
+                charge_type,
+                since,
+                last,
+                quantity,
+                pricing.recurring_cost,
+                pricing.recurring_price,
+                pricing.sales_discount,
+                cycle_duration(months, first, last, since),
+                "Month",
+                pricing.recurring_sku,
+                frequency,
+                source,
+            )
+        )
 
-    def one_time(day: dt.date, quantity: Decimal, cost: Decimal, price: Decimal, sku: str,
-                 source: str) -> None:
-        charges.append(Charge(ONE_TIME_FEE, day, day, quantity, cost, price, ZERO, ONE,
-                              "OneTime", sku, "OneTime", source))
+    def one_time(
+        day: dt.date, quantity: Decimal, cost: Decimal, price: Decimal, sku: str, source: str
+    ) -> None:
+        charges.append(
+            Charge(
+                ONE_TIME_FEE,
+                day,
+                day,
+                quantity,
+                cost,
+                price,
+                ZERO,
+                ONE,
+                "OneTime",
+                sku,
+                "OneTime",
+                source,
+            )
+        )
 
     # Purchase and cycle fees: every cycle that starts in the period, billed in advance.
     for first in cycle_starts_in(state.start_date, months, period_first, period_last):
@@ -151,14 +183,33 @@ def period_charges(
         recurring(charge_type, first, last, first, quantity, "cycle")
 
     if period_first <= state.start_date <= period_last:
-        one_time(state.start_date, amount_on(state, state.start_date), pricing.setup_cost,
-                 pricing.setup_price, pricing.setup_sku, "setup")
+        one_time(
+            state.start_date,
+            amount_on(state, state.start_date),
+            pricing.setup_cost,
+            pricing.setup_price,
+            pricing.setup_sku,
+            "setup",
+        )
 
     if usage is not None:
         over = max(usage - pricing.included, ZERO)
-        charges.append(Charge(USAGE_FEE, period_first, period_last, over, pricing.overuse_cost,
-                              pricing.overuse_price, ZERO, ONE, "Month", pricing.overuse_sku,
-                              "Monthly", "usage"))
+        charges.append(
+            Charge(
+                USAGE_FEE,
+                period_first,
+                period_last,
+                over,
+                pricing.overuse_cost,
+                pricing.overuse_price,
+                ZERO,
+                ONE,
+                "Month",
+                pricing.overuse_sku,
+                "Monthly",
+                "usage",
+            )
+        )
 
     for change in unbilled_changes:
         day = change.effective_date
@@ -173,16 +224,25 @@ def period_charges(
             recurring(CORRECTION, first, last, max(day, first), delta, f"change:{change.id}")
 
     cancelled = state.cancelled_on
-    if cancelled is not None and state.cancellation_unbilled and cancelled <= period_last:
-        if cancelled > state.start_date:
-            last_day_in_service = cancelled - dt.timedelta(days=1)
-            quantity = -billable(amount_on(state, last_day_in_service), pricing.included)
-            for first, last in _cycles_until(state.start_date, months, cancelled, period_last):
-                if first >= period_first and first >= cancelled:
-                    continue  # this run does not bill it: no longer active then
-                recurring(CORRECTION, first, last, max(cancelled, first), quantity, "cancel")
-            one_time(cancelled, ONE, pricing.cancellation_cost, pricing.cancellation_price,
-                     pricing.cancellation_sku, "cancellation-fee")
+    if (
+        cancelled is not None
+        and state.cancellation_unbilled
+        and state.start_date < cancelled <= period_last
+    ):
+        last_day_in_service = cancelled - dt.timedelta(days=1)
+        quantity = -billable(amount_on(state, last_day_in_service), pricing.included)
+        for first, last in _cycles_until(state.start_date, months, cancelled, period_last):
+            if first >= period_first and first >= cancelled:
+                continue  # this run does not bill it: no longer active then
+            recurring(CORRECTION, first, last, max(cancelled, first), quantity, "cancel")
+        one_time(
+            cancelled,
+            ONE,
+            pricing.cancellation_cost,
+            pricing.cancellation_price,
+            pricing.cancellation_sku,
+            "cancellation-fee",
+        )
 
     return [c for c in charges if c.quantity != ZERO and (c.cost != ZERO or c.price != ZERO)]
 

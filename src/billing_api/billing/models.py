@@ -46,7 +46,9 @@ class TaxZone(Base):
 
 
 class BillingRun(Base):
-    """One billed period of one partner in one environment; it exists once, so re-runs are no-ops."""
+    """One billed period of one partner in one environment.
+
+    It exists once, so a re-run of the period is a no-op."""
 
     __tablename__ = "billing_runs"
     __table_args__ = (
@@ -122,8 +124,14 @@ class PriceLine(Base):
         UniqueConstraint("environment", "kind", "row_hash"),
         Index(
             "ix_price_lines_export",
-            "partner_id", "environment", "kind", "invoice_date",
-            "invoice_id", "customer_id", "subscription_id", "id",
+            "partner_id",
+            "environment",
+            "kind",
+            "invoice_date",
+            "invoice_id",
+            "customer_id",
+            "subscription_id",
+            "id",
         ),
         Index("ix_price_lines_invoice", "invoice_id"),
     )

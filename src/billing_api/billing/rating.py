@@ -21,7 +21,9 @@ def round_cents(amount: Decimal) -> Decimal:
     return amount.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def extended_price(quantity: Decimal, unit_price: Decimal, discount: Decimal, duration: Decimal) -> Decimal:
+def extended_price(
+    quantity: Decimal, unit_price: Decimal, discount: Decimal, duration: Decimal
+) -> Decimal:
     return round_cents((quantity * unit_price - discount) * duration)
 
 
@@ -58,7 +60,9 @@ def first_of_next_month(day: dt.date) -> dt.date:
     return month_end(day) + dt.timedelta(days=1)
 
 
-def cycle_containing(start_date: dt.date, cycle_months: int, day: dt.date) -> tuple[dt.date, dt.date]:
+def cycle_containing(
+    start_date: dt.date, cycle_months: int, day: dt.date
+) -> tuple[dt.date, dt.date]:
     """The billing cycle (first day, last day) of a subscription that contains ``day``.
 
     Monthly subscriptions follow calendar months, the first one running from the start date to
@@ -99,7 +103,9 @@ def cycle_starts_in(
     return starts
 
 
-def cycle_duration(cycle_months: int, cycle_first: dt.date, cycle_last: dt.date, from_day: dt.date) -> Decimal:
+def cycle_duration(
+    cycle_months: int, cycle_first: dt.date, cycle_last: dt.date, from_day: dt.date
+) -> Decimal:
     """Months of the cycle covered from ``from_day`` to its end, to 4 decimals.
 
     A whole cycle is exactly ``cycle_months``; a part is pro rata by days. For monthly cycles

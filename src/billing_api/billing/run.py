@@ -16,9 +16,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from billing_api.access.models import Company
@@ -28,7 +28,14 @@ from billing_api.billing.models import BillingRun, Invoice, InvoiceSequence, Pri
 from billing_api.billing.rating import ZERO, extended_price, parse_period, vat_amount
 from billing_api.billing.rowhash import line_uid, row_hash
 from billing_api.billing.vat import Sale, zone_code_for
-from billing_api.catalog.models import PlanPeriod, RatePeriod, Resource, ResourceRate, ServicePlan, Vendor
+from billing_api.catalog.models import (
+    PlanPeriod,
+    RatePeriod,
+    Resource,
+    ResourceRate,
+    ServicePlan,
+    Vendor,
+)
 from billing_api.customers.models import (
     Customer,
     Subscription,
@@ -111,8 +118,9 @@ def bill_partner(
         summary.already_billed = True
         return summary
     summary.run_id = run_id
-    ctx = _load_context(session, partner_id, environment, period, period_first, period_last,
-                        invoice_date, run_id)
+    ctx = _load_context(
+        session, partner_id, environment, period, period_first, period_last, invoice_date, run_id
+    )
 
     customer_ids = session.scalars(
         select(Customer.id)
@@ -153,7 +161,8 @@ def _claim_period(
         # Refuse at once rather than queue behind a run of the same period.
         key = int.from_bytes(
             hashlib.sha256(f"bill:{partner_id}:{environment}:{period}".encode()).digest()[:8],
-            "big", signed=True,
+            "big",
+            signed=True,
         )
         if not session.scalar(select(func.pg_try_advisory_xact_lock(key))):
             raise Conflict(
@@ -170,32 +179,47 @@ def _claim_period(
     )
     if existing is not None:
         return None
-    run = BillingRun(partner_id=partner_id, environment=environment, period=period,
-                     invoice_date=invoice_date)
+    run = BillingRun(
+        partner_id=partner_id, environment=environment, period=period, invoice_date=invoice_date
+    )
     session.add(run)
     session.flush()
     return run.id
 
 
 def _load_context(
-    session: Session, partner_id: int, environment: str, period: str,
-    period_first: dt.date, period_last: dt.date, invoice_date: dt.date, run_id: int,
+    session: Session,
+    partner_id: int,
+    environment: str,
+    period: str,
+    period_first: dt.date,
+    period_last: dt.date,
+    invoice_date: dt.date,
+    run_id: int,
 ) -> _Context:
     partner = session.get(Company, partner_id)
     if partner is None or partner.kind != "partner":
         raise NotFound(f"no partner company with id {partner_id}")
     distributor = session.scalar(select(Company).where(Company.kind == "distributor"))
     if distributor is None:
-        raise NotFound("no distributor company exists yet: create it first (billing-api demo "
-                       "or billing-api import)")
+        raise NotFound(
+            "no distributor company exists yet: create it first (billing-api demo "
+            "or billing-api import)"
+        )
     # The catalog is small (plans, not subscriptions): read it whole, once.
     zones = {z.code: (z.id, z.vat_percentage) for z in session.scalars(select(TaxZone))}
     for zone in session.scalars(select(TaxZone).where(TaxZone.country_code.is_not(None))):
         zones.setdefault(zone.country_code or "", (zone.id, zone.vat_percentage))
     return _Context(
-        session=session, environment=environment, period=period, period_first=period_first,
-        period_last=period_last, invoice_date=invoice_date, run_id=run_id,
-        distributor=distributor, partner=partner,
+        session=session,
+        environment=environment,
+        period=period,
+        period_first=period_first,
+        period_last=period_last,
+        invoice_date=invoice_date,
+        run_id=run_id,
+        distributor=distributor,
+        partner=partner,
         plans={p.id: p for p in session.scalars(select(ServicePlan))},
         plan_periods={p.id: p for p in session.scalars(select(PlanPeriod))},
         rates={r.id: r for r in session.scalars(select(ResourceRate))},
@@ -256,25 +280,36 @@ def _bill_customers(session: Session, ctx: _Context, customer_ids: Iterable[int]
         customer = customers[sub.customer_id]
         plan = ctx.plans[sub.plan_id]
         plan_period = ctx.plan_periods[sub.plan_period_id]
-        if sub.cancelled_on is not None and sub.cancellation_billed_run_id is None \
-                and sub.cancelled_on <= ctx.period_last:
+        if (
+            sub.cancelled_on is not None
+            and sub.cancellation_billed_run_id is None
+            and sub.cancelled_on <= ctx.period_last
+        ):
             billed_cancellations.append(sub.id)
         for sr in resources[sub.id]:
             all_changes = changes[(sub.id, sr.resource_rate_id)]
-            unbilled = [c for c in all_changes
-                        if c.billed_run_id is None and c.effective_date <= ctx.period_last]
+            unbilled = [
+                c
+                for c in all_changes
+                if c.billed_run_id is None and c.effective_date <= ctx.period_last
+            ]
             billed_change_ids.extend(c.id for c in unbilled)
             pricing = _pricing(ctx, sr, plan_period)
             state = SubscriptionState(
-                start_date=sub.start_date, expiration_date=sub.expiration_date,
+                start_date=sub.start_date,
+                expiration_date=sub.expiration_date,
                 cancelled_on=sub.cancelled_on,
                 cancellation_unbilled=sub.cancellation_billed_run_id is None,
                 current_amount=sr.amount,
                 changes=[_change(c) for c in all_changes],
             )
             for charge in period_charges(
-                state, pricing, [_change(c) for c in unbilled],
-                usage.get((sub.id, sr.resource_rate_id)), ctx.period_first, ctx.period_last,
+                state,
+                pricing,
+                [_change(c) for c in unbilled],
+                usage.get((sub.id, sr.resource_rate_id)),
+                ctx.period_first,
+                ctx.period_last,
             ):
                 lines.extend(_lines_for(ctx, customer, sub, plan, sr, pricing, charge))
 
@@ -307,7 +342,8 @@ def _pricing(ctx: _Context, sr: SubscriptionResource, plan_period: PlanPeriod) -
     rate_period = ctx.rate_periods.get(sr.rate_period_id) if sr.rate_period_id else None
     if rate_period is not None:
         cycle_months = rate_period.billing_period * (
-            12 if rate_period.billing_period_type == "year" else 1)
+            12 if rate_period.billing_period_type == "year" else 1
+        )
         recurring_cost, default_price = rate_period.recurring_cost, rate_period.recurring_price
         recurring_sku = rate_period.sku or rate.recurring_sku
     else:
@@ -322,58 +358,120 @@ def _pricing(ctx: _Context, sr: SubscriptionResource, plan_period: PlanPeriod) -
         recurring_cost=recurring_cost,
         recurring_price=default_price if sr.sales_price is None else sr.sales_price,
         sales_discount=sr.sales_discount,
-        overuse_cost=rate.overuse_cost, overuse_price=rate.overuse_price,
-        setup_cost=rate.setup_cost, setup_price=rate.setup_price,
-        cancellation_cost=rate.cancellation_cost, cancellation_price=rate.cancellation_price,
-        recurring_sku=recurring_sku, overuse_sku=rate.overuse_sku,
-        setup_sku=rate.setup_sku, cancellation_sku=rate.cancellation_sku,
+        overuse_cost=rate.overuse_cost,
+        overuse_price=rate.overuse_price,
+        setup_cost=rate.setup_cost,
+        setup_price=rate.setup_price,
+        cancellation_cost=rate.cancellation_cost,
+        cancellation_price=rate.cancellation_price,
+        recurring_sku=recurring_sku,
+        overuse_sku=rate.overuse_sku,
+        setup_sku=rate.setup_sku,
+        cancellation_sku=rate.cancellation_sku,
     )
 
 
 def _lines_for(
-    ctx: _Context, customer: Customer, sub: Subscription, plan: ServicePlan,
-    sr: SubscriptionResource, pricing: Pricing, charge: Charge,
+    ctx: _Context,
+    customer: Customer,
+    sub: Subscription,
+    plan: ServicePlan,
+    sr: SubscriptionResource,
+    pricing: Pricing,
+    charge: Charge,
 ) -> list[dict[str, Any]]:
     """The purchase line and (unless the customer is the partner itself) the customer line."""
     identity = row_hash(
-        environment=ctx.environment, subscription_id=sub.id,
-        resource_rate_id=pricing.resource_rate_id, charge_type=charge.charge_type,
-        start=charge.start, end=charge.end, rate_period_id=pricing.rate_period_id,
+        environment=ctx.environment,
+        subscription_id=sub.id,
+        resource_rate_id=pricing.resource_rate_id,
+        charge_type=charge.charge_type,
+        start=charge.start,
+        end=charge.end,
+        rate_period_id=pricing.rate_period_id,
         source=charge.source,
     )
     resource = ctx.resources[ctx.rates[pricing.resource_rate_id].resource_id]
     common = {
-        "partner_id": ctx.partner.id, "environment": ctx.environment,
-        "invoice_date": ctx.invoice_date, "customer_id": customer.id, "subscription_id": sub.id,
-        "resource_rate_id": pricing.resource_rate_id, "rate_period_id": pricing.rate_period_id,
+        "partner_id": ctx.partner.id,
+        "environment": ctx.environment,
+        "invoice_date": ctx.invoice_date,
+        "customer_id": customer.id,
+        "subscription_id": sub.id,
+        "resource_rate_id": pricing.resource_rate_id,
+        "rate_period_id": pricing.rate_period_id,
         "description": f"{resource.name} - {plan.name} ({charge.charge_type})",
-        "sku": charge.sku, "quantity": charge.quantity, "quantity_type": resource.measure_unit,
-        "start_date": charge.start, "end_date": charge.end, "duration": charge.duration,
+        "sku": charge.sku,
+        "quantity": charge.quantity,
+        "quantity_type": resource.measure_unit,
+        "start_date": charge.start,
+        "end_date": charge.end,
+        "duration": charge.duration,
         "duration_type": charge.duration_type,
         "consumer_company_name": customer.company_name,
         "consumer_company_number": customer.customer_number,
-        "charge_type": charge.charge_type, "billing_frequency": charge.billing_frequency,
-        "sub_po_number": sub.po_number, "row_hash": identity,
+        "charge_type": charge.charge_type,
+        "billing_frequency": charge.billing_frequency,
+        "sub_po_number": sub.po_number,
+        "row_hash": identity,
     }
     result = []
     if charge.cost != ZERO:
-        sale = Sale(ctx.distributor.country_code, ctx.partner.country_code,
-                    ctx.partner.vat_number, plan.is_telecom,
-                    buyer_resells=not customer.is_partner_itself)
-        result.append(_priced(ctx, common, "purchase", ("purchase", plan.vendor_id),
-                              charge.cost, ZERO, charge, sale, customer))
+        sale = Sale(
+            ctx.distributor.country_code,
+            ctx.partner.country_code,
+            ctx.partner.vat_number,
+            plan.is_telecom,
+            buyer_resells=not customer.is_partner_itself,
+        )
+        result.append(
+            _priced(
+                ctx,
+                common,
+                "purchase",
+                ("purchase", plan.vendor_id),
+                charge.cost,
+                ZERO,
+                charge,
+                sale,
+                customer,
+            )
+        )
     if charge.price != ZERO and not customer.is_partner_itself:
-        sale = Sale(ctx.partner.country_code, customer.country_code, customer.vat_number,
-                    plan.is_telecom, buyer_resells=False)
+        sale = Sale(
+            ctx.partner.country_code,
+            customer.country_code,
+            customer.vat_number,
+            plan.is_telecom,
+            buyer_resells=False,
+        )
         discount = charge.quantity * charge.discount_per_unit
-        result.append(_priced(ctx, common, "customer", ("customer", customer.id, plan.vendor_id),
-                              charge.price, discount, charge, sale, customer))
+        result.append(
+            _priced(
+                ctx,
+                common,
+                "customer",
+                ("customer", customer.id, plan.vendor_id),
+                charge.price,
+                discount,
+                charge,
+                sale,
+                customer,
+            )
+        )
     return result
 
 
 def _priced(
-    ctx: _Context, common: dict[str, Any], kind: str, invoice_key: tuple[Any, ...],
-    unit_price: Decimal, discount: Decimal, charge: Charge, sale: Sale, customer: Customer,
+    ctx: _Context,
+    common: dict[str, Any],
+    kind: str,
+    invoice_key: tuple[Any, ...],
+    unit_price: Decimal,
+    discount: Decimal,
+    charge: Charge,
+    sale: Sale,
+    customer: Customer,
 ) -> dict[str, Any]:
     zone_code = zone_code_for(sale)
     try:
@@ -389,9 +487,16 @@ def _priced(
     draft.total_excluding_vat += extended
     draft.total_vat += vat
     return {
-        **common, "kind": kind, "uid": line_uid(kind, common["row_hash"]),
-        "unit_price": unit_price, "discount": discount, "extended_price": extended, "vat": vat,
-        "tax_zone_id": zone_id, "tax_percentage": percentage, "_invoice_key": invoice_key,
+        **common,
+        "kind": kind,
+        "uid": line_uid(kind, common["row_hash"]),
+        "unit_price": unit_price,
+        "discount": discount,
+        "extended_price": extended,
+        "vat": vat,
+        "tax_zone_id": zone_id,
+        "tax_percentage": percentage,
+        "_invoice_key": invoice_key,
     }
 
 
@@ -417,16 +522,23 @@ def _new_invoice(
     sandbox = "-SBX" if ctx.environment == Environment.SANDBOX else ""
     month = ctx.period_first.strftime("%B %Y")
     values = {
-        "partner_id": ctx.partner.id, "environment": ctx.environment, "kind": kind,
-        "billing_run_id": ctx.run_id, "vendor_id": vendor_id, "sender_company_id": sender.id,
+        "partner_id": ctx.partner.id,
+        "environment": ctx.environment,
+        "kind": kind,
+        "billing_run_id": ctx.run_id,
+        "vendor_id": vendor_id,
+        "sender_company_id": sender.id,
         "customer_id": customer_id,
         "invoice_number": f"{sender.invoice_prefix}{sandbox}-{number:07d}",
         "invoice_date": ctx.invoice_date,
         "due_date": ctx.invoice_date + dt.timedelta(days=sender.terms_of_payment_days),
         "description": f"{ctx.vendors[vendor_id].name} services {month}",
-        "currency": sender.currency, "terms_of_payment_days": sender.terms_of_payment_days,
-        "type": "invoice", "language_code": language,
-        "sender": _sender(sender), "receiver": receiver,
+        "currency": sender.currency,
+        "terms_of_payment_days": sender.terms_of_payment_days,
+        "type": "invoice",
+        "language_code": language,
+        "sender": _sender(sender),
+        "receiver": receiver,
     }
     draft = _InvoiceDraft(key, values)
     ctx.invoices[key] = draft
@@ -439,13 +551,16 @@ def _last_invoice_number(ctx: _Context, sender_id: int) -> int:
     # single writer already serialises them.
     row = session.execute(
         select(InvoiceSequence.last_number)
-        .where(InvoiceSequence.sender_company_id == sender_id,
-               InvoiceSequence.environment == ctx.environment)
+        .where(
+            InvoiceSequence.sender_company_id == sender_id,
+            InvoiceSequence.environment == ctx.environment,
+        )
         .with_for_update()
     ).first()
     if row is None:
-        session.add(InvoiceSequence(sender_company_id=sender_id, environment=ctx.environment,
-                                    last_number=0))
+        session.add(
+            InvoiceSequence(sender_company_id=sender_id, environment=ctx.environment, last_number=0)
+        )
         session.flush()
         return 0
     return int(row[0])
@@ -476,7 +591,7 @@ def _store_totals(session: Session, ctx: _Context) -> None:
     ]
     if not rows:
         return
-    table = Invoice.__table__
+    table = cast(Table, Invoice.__table__)
     session.connection().execute(
         update(table)
         .where(table.c.id == bindparam("b_id"))
@@ -494,47 +609,74 @@ def _store_sequences(session: Session, ctx: _Context) -> None:
     for sender_id, last in ctx.next_numbers.items():
         session.execute(
             update(InvoiceSequence)
-            .where(InvoiceSequence.sender_company_id == sender_id,
-                   InvoiceSequence.environment == ctx.environment)
+            .where(
+                InvoiceSequence.sender_company_id == sender_id,
+                InvoiceSequence.environment == ctx.environment,
+            )
             .values(last_number=last)
         )
 
 
 def _sender(company: Company) -> dict[str, Any]:
     return {
-        "AccountID": company.id, "CompanyName": company.name, "Address": company.address,
-        "PostalCode": company.postal_code, "City": company.city,
-        "CountryCode": company.country_code, "Country": country_name(company.country_code),
-        "Telephone": company.telephone, "Fax": company.fax,
-        "ChamberOfCommerce": company.chamber_of_commerce, "BankAccount": company.bank_account,
-        "IBAN": company.iban, "BIC": company.bic, "VATNumber": company.vat_number,
-        "Website": company.website, "Logo": company.logo,
+        "AccountID": company.id,
+        "CompanyName": company.name,
+        "Address": company.address,
+        "PostalCode": company.postal_code,
+        "City": company.city,
+        "CountryCode": company.country_code,
+        "Country": country_name(company.country_code),
+        "Telephone": company.telephone,
+        "Fax": company.fax,
+        "ChamberOfCommerce": company.chamber_of_commerce,
+        "BankAccount": company.bank_account,
+        "IBAN": company.iban,
+        "BIC": company.bic,
+        "VATNumber": company.vat_number,
+        "Website": company.website,
+        "Logo": company.logo,
     }
 
 
 def _company_receiver(company: Company) -> dict[str, Any]:
     return {
-        "AccountID": company.id, "CustomerNumber": str(company.id),
-        "CompanyName": company.name, "VATNumber": company.vat_number,
+        "AccountID": company.id,
+        "CustomerNumber": str(company.id),
+        "CompanyName": company.name,
+        "VATNumber": company.vat_number,
         "ContactFirstName": company.contact_first_name,
         "ContactMiddleName": company.contact_middle_name,
-        "ContactLastName": company.contact_last_name, "Address": company.address,
-        "Zip": company.postal_code, "City": company.city, "CountryCode": company.country_code,
-        "Country": country_name(company.country_code), "Telephone": company.telephone,
-        "Fax": company.fax, "Email": company.email, "Type": "Reseller",
+        "ContactLastName": company.contact_last_name,
+        "Address": company.address,
+        "Zip": company.postal_code,
+        "City": company.city,
+        "CountryCode": company.country_code,
+        "Country": country_name(company.country_code),
+        "Telephone": company.telephone,
+        "Fax": company.fax,
+        "Email": company.email,
+        "Type": "Reseller",
         "LanguageName": language_name(company.language_code),
     }
 
 
 def _customer_receiver(customer: Customer) -> dict[str, Any]:
     return {
-        "AccountID": customer.id, "CustomerNumber": customer.customer_number,
-        "CompanyName": customer.company_name, "VATNumber": customer.vat_number,
+        "AccountID": customer.id,
+        "CustomerNumber": customer.customer_number,
+        "CompanyName": customer.company_name,
+        "VATNumber": customer.vat_number,
         "ContactFirstName": customer.contact_first_name,
         "ContactMiddleName": customer.contact_middle_name,
-        "ContactLastName": customer.contact_last_name, "Address": customer.address,
-        "Zip": customer.postal_code, "City": customer.city,
-        "CountryCode": customer.country_code, "Country": country_name(customer.country_code),
-        "Telephone": customer.telephone, "Fax": customer.fax, "Email": customer.email,
-        "Type": "Customer", "LanguageName": language_name(customer.language_code),
+        "ContactLastName": customer.contact_last_name,
+        "Address": customer.address,
+        "Zip": customer.postal_code,
+        "City": customer.city,
+        "CountryCode": customer.country_code,
+        "Country": country_name(customer.country_code),
+        "Telephone": customer.telephone,
+        "Fax": customer.fax,
+        "Email": customer.email,
+        "Type": "Customer",
+        "LanguageName": language_name(customer.language_code),
     }

@@ -15,7 +15,35 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 EU_COUNTRIES = frozenset(
-    "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split()
+    [
+        "AT",
+        "BE",
+        "BG",
+        "CY",
+        "CZ",
+        "DE",
+        "DK",
+        "EE",
+        "ES",
+        "FI",
+        "FR",
+        "GR",
+        "HR",
+        "HU",
+        "IE",
+        "IT",
+        "LT",
+        "LU",
+        "LV",
+        "MT",
+        "NL",
+        "PL",
+        "PT",
+        "RO",
+        "SE",
+        "SI",
+        "SK",
+    ]
 )
 REVERSE_CHARGE_ZONE = "RC"
 EXPORT_ZONE = "NON-EU"
@@ -24,10 +52,33 @@ EXPORT_ZONE = "NON-EU"
 EU_STANDARD_RATES: dict[str, Decimal] = {
     code: Decimal(rate)
     for code, rate in {
-        "AT": "20", "BE": "21", "BG": "20", "CY": "19", "CZ": "21", "DE": "19", "DK": "25",
-        "EE": "24", "ES": "21", "FI": "25.5", "FR": "20", "GR": "24", "HR": "25", "HU": "27",
-        "IE": "23", "IT": "22", "LT": "21", "LU": "17", "LV": "21", "MT": "18", "NL": "21",
-        "PL": "23", "PT": "23", "RO": "21", "SE": "25", "SI": "22", "SK": "23",
+        "AT": "20",
+        "BE": "21",
+        "BG": "20",
+        "CY": "19",
+        "CZ": "21",
+        "DE": "19",
+        "DK": "25",
+        "EE": "24",
+        "ES": "21",
+        "FI": "25.5",
+        "FR": "20",
+        "GR": "24",
+        "HR": "25",
+        "HU": "27",
+        "IE": "23",
+        "IT": "22",
+        "LT": "21",
+        "LU": "17",
+        "LV": "21",
+        "MT": "18",
+        "NL": "21",
+        "PL": "23",
+        "PT": "23",
+        "RO": "21",
+        "SE": "25",
+        "SI": "22",
+        "SK": "23",
     }.items()
 }
 

@@ -50,8 +50,12 @@ class ServicePlan(Base):
 
     vendor: Mapped[Vendor] = relationship()
     category: Mapped[PlanCategory] = relationship()
-    periods: Mapped[list[PlanPeriod]] = relationship(back_populates="plan", order_by="PlanPeriod.id")
-    rates: Mapped[list[ResourceRate]] = relationship(back_populates="plan", order_by="ResourceRate.id")
+    periods: Mapped[list[PlanPeriod]] = relationship(
+        back_populates="plan", order_by="PlanPeriod.id"
+    )
+    rates: Mapped[list[ResourceRate]] = relationship(
+        back_populates="plan", order_by="ResourceRate.id"
+    )
 
 
 class PlanPeriod(Base):

@@ -10,8 +10,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import select
 
 from billing_api.access.models import Company
+from billing_api.billing.rating import parse_period
 from billing_api.billing.run import RunSummary, bill_partner
-from billing_api.cli.context import err, fail, out, unit_of_work
+from billing_api.cli.context import emit, err, fail, unit_of_work
 from billing_api.environments import Environment
 
 
@@ -31,6 +32,10 @@ def bill(
 
     Running a billed period again changes nothing.
     """
+    try:
+        parse_period(period)
+    except ValueError as exc:
+        fail(f"--period: {exc}")
     day = _parse_day(invoice_date) if invoice_date else dt.date.today()
     environments = [environment] if environment else list(Environment)
     with unit_of_work() as session:
@@ -46,10 +51,16 @@ def bill(
             _report(name, summary)
 
 
-def _bill_one(partner_id: int, name: str, env: Environment, period: str,
-              day: dt.date) -> RunSummary:
-    columns = (TextColumn(f"{name} {env.value} {period}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("customers"), TimeElapsedColumn())
+def _bill_one(
+    partner_id: int, name: str, env: Environment, period: str, day: dt.date
+) -> RunSummary:
+    columns = (
+        TextColumn(f"{name} {env.value} {period}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("customers"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task("bill", total=None)
 
@@ -62,10 +73,12 @@ def _bill_one(partner_id: int, name: str, env: Environment, period: str,
 
 def _report(name: str, s: RunSummary) -> None:
     if s.already_billed:
-        out.print(f"{name}\t{s.environment}\t{s.period}\talready billed: nothing changed")
+        emit(f"{name}\t{s.environment}\t{s.period}\talready billed: nothing changed")
         return
-    out.print(f"{name}\t{s.environment}\t{s.period}\t{s.invoices} invoices\t{s.lines} lines\t"
-              f"excl. VAT {s.total_excluding_vat}\tVAT {s.total_vat}")
+    emit(
+        f"{name}\t{s.environment}\t{s.period}\t{s.invoices} invoices\t{s.lines} lines\t"
+        f"excl. VAT {s.total_excluding_vat}\tVAT {s.total_vat}"
+    )
 
 
 def _parse_day(text: str) -> dt.date:

@@ -19,7 +19,11 @@ from billing_api.settings import Settings
 
 # Human messages go to stderr so that stdout carries only what scripts capture.
 err = Console(stderr=True)
-out = Console(highlight=False, soft_wrap=True)
+
+
+def emit(line: str) -> None:
+    """One line of a command's result on stdout, exactly as given (tabs stay tabs)."""
+    print(line, flush=True)
 
 
 @cache

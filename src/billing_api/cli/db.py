@@ -14,8 +14,10 @@ app = typer.Typer(no_args_is_help=True, help="Database schema commands.")
 def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
     """Apply migrations up to REVISION (default: the newest)."""
     migrate.upgrade(engine(), revision)
-    err.print(f"database at revision {migrate.current_revision(engine())} "
-              f"({engine().url.render_as_string(hide_password=True)})")
+    err.print(
+        f"database at revision {migrate.current_revision(engine())} "
+        f"({engine().url.render_as_string(hide_password=True)})"
+    )
 
 
 @app.command("current")

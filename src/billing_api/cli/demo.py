@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from billing_api import migrate
 from billing_api.access.models import Company, User
 from billing_api.access.passwords import generate_password, hash_password
-from billing_api.cli.context import engine, err, fail, out, unit_of_work
+from billing_api.cli.context import emit, engine, err, fail, unit_of_work
 from billing_api.db import make_session_factory
 from billing_api.demo.generator import ADMIN_EMAIL, build_demo
 from billing_api.errors import BillingError
@@ -26,8 +26,12 @@ def demo(
         str | None, typer.Option(help="Pretend today is YYYY-MM-DD (for reproducible data).")
     ] = None,
     if_empty: Annotated[
-        bool, typer.Option("--if-empty", help="On a database that has data already, only set "
-                           "a new password for the demo administrator and print the login.")
+        bool,
+        typer.Option(
+            "--if-empty",
+            help="On a database that has data already, only set "
+            "a new password for the demo administrator and print the login.",
+        ),
     ] = False,
 ) -> None:
     """Create demo data (distributor, partner, customers, subscriptions) and bill it.
@@ -42,14 +46,22 @@ def demo(
     day = dt.date.fromisoformat(today) if today else dt.date.today()
     started = time.perf_counter()
     try:
-        result = build_demo(make_session_factory(engine()), customers=customers, months=months,
-                            seed=seed, today=day, progress=lambda m: err.print(f"… {m}"))
+        result = build_demo(
+            make_session_factory(engine()),
+            customers=customers,
+            months=months,
+            seed=seed,
+            today=day,
+            progress=lambda m: err.print(f"… {m}"),
+        )
     except BillingError as exc:
         fail(exc.message)
         raise
     lines = sum(r.lines for r in result.runs)
-    err.print(f"demo data ready in {time.perf_counter() - started:.1f} s: "
-              f"{sum(r.invoices for r in result.runs)} invoices, {lines} price lines")
+    err.print(
+        f"demo data ready in {time.perf_counter() - started:.1f} s: "
+        f"{sum(r.invoices for r in result.runs)} invoices, {lines} price lines"
+    )
     _print_login(result.partner_id, result.admin_email, result.admin_password)
 
 
@@ -72,5 +84,5 @@ def _reset_demo_login() -> None:
 
 
 def _print_login(partner_id: int, email: str, password: str) -> None:
-    out.print(f"partner id: {partner_id}")
-    out.print(f"log in at http://127.0.0.1:8000/ as {email} with password {password}")
+    emit(f"partner id: {partner_id}")
+    emit(f"log in at http://127.0.0.1:8000/ as {email} with password {password}")

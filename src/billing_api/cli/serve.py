@@ -21,8 +21,10 @@ def serve(
     config = settings()
     if config.is_sqlite and migrate.current_revision(engine()) is None:
         migrate.upgrade(engine())
-    err.print(f"serving on http://{host}:{port}/ (database "
-              f"{engine().url.render_as_string(hide_password=True)})")
+    err.print(
+        f"serving on http://{host}:{port}/ (database "
+        f"{engine().url.render_as_string(hide_password=True)})"
+    )
     uvicorn.run(
         create_app(config),
         host=host,

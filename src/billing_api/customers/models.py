@@ -16,7 +16,6 @@ from sqlalchemy import (
     Date,
     ForeignKey,
     Index,
-    Integer,
     String,
     UniqueConstraint,
 )
@@ -124,7 +123,9 @@ class SubscriptionChange(Base):
     """
 
     __tablename__ = "subscription_changes"
-    __table_args__ = (Index("ix_subscription_changes_unbilled", "subscription_id", "billed_run_id"),)
+    __table_args__ = (
+        Index("ix_subscription_changes_unbilled", "subscription_id", "billed_run_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"))

@@ -46,13 +46,33 @@ BATCH = 5000
 
 # (country, city, postal code, VAT number prefix or "" for consumers, language)
 PLACES = [
-    ("NL", "Utrecht", "3511 AB", "NL", "nl"), ("NL", "Rotterdam", "3011 AA", "NL", "nl"),
-    ("BE", "Antwerpen", "2000", "BE", "nl"), ("DE", "Köln", "50667", "DE", "de"),
-    ("DE", "München", "80331", "", "de"), ("FR", "Lille", "59000", "FR", "fr"),
-    ("GB", "London", "EC1A 1BB", "GB", "en"), ("US", "Boston", "02108", "", "en"),
+    ("NL", "Utrecht", "3511 AB", "NL", "nl"),
+    ("NL", "Rotterdam", "3011 AA", "NL", "nl"),
+    ("BE", "Antwerpen", "2000", "BE", "nl"),
+    ("DE", "Köln", "50667", "DE", "de"),
+    ("DE", "München", "80331", "", "de"),
+    ("FR", "Lille", "59000", "FR", "fr"),
+    ("GB", "London", "EC1A 1BB", "GB", "en"),
+    ("US", "Boston", "02108", "", "en"),
 ]
-NAMES = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Stark", "Wayne",
-         "Tyrell", "Cyberdyne", "Soylent", "Wonka", "Gekko", "Oceanic", "Duff", "Nakatomi"]
+NAMES = [
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+    "Vandelay",
+    "Stark",
+    "Wayne",
+    "Tyrell",
+    "Cyberdyne",
+    "Soylent",
+    "Wonka",
+    "Gekko",
+    "Oceanic",
+    "Duff",
+    "Nakatomi",
+]
 SUFFIXES = ["BV", "NV", "GmbH", "SARL", "Ltd", "Inc", "& Co", "Groep"]
 
 
@@ -74,8 +94,13 @@ def completed_periods(today: dt.date, months: int) -> list[str]:
 
 
 def build_demo(
-    factory: sessionmaker[Session], *, customers: int = 40, months: int = 4, seed: int = 1,
-    today: dt.date | None = None, progress: Progress | None = None,
+    factory: sessionmaker[Session],
+    *,
+    customers: int = 40,
+    months: int = 4,
+    seed: int = 1,
+    today: dt.date | None = None,
+    progress: Progress | None = None,
 ) -> DemoResult:
     """Fill an empty database and bill it. Raises ``Conflict`` when companies exist already."""
     today = today or dt.date.today()
@@ -85,18 +110,33 @@ def build_demo(
     password = generate_password()
     with transaction(factory, writer=True) as session:
         if session.scalar(select(func.count()).select_from(Company)):
-            raise Conflict("the database is not empty: demo data goes into an empty database "
-                           "only (set BILLING_API_DATABASE_URL to a new file)", code="not_empty")
+            raise Conflict(
+                "the database is not empty: demo data goes into an empty database "
+                "only (set BILLING_API_DATABASE_URL to a new file)",
+                code="not_empty",
+            )
         _distributor(session)
         partner = _partner(session)
         add_user(session, partner, ADMIN_EMAIL, password, full_name="Nora Northwind")
         plans = build_catalog(session)
         zones = {z.code: z.id for z in session.scalars(select(TaxZone))}
-        for env, env_seed, label in ((Environment.PRODUCTION, seed, ""),
-                                     (Environment.SANDBOX, seed + 1_000_003, "Example ")):
+        for env, env_seed, label in (
+            (Environment.PRODUCTION, seed, ""),
+            (Environment.SANDBOX, seed + 1_000_003, "Example "),
+        ):
             say(f"creating {customers} {env.value} customers")
-            _customers_and_subscriptions(session, partner.id, env, random.Random(env_seed),
-                                         customers, plans, zones, window_start, periods, label)
+            _customers_and_subscriptions(
+                session,
+                partner.id,
+                env,
+                random.Random(env_seed),
+                customers,
+                plans,
+                zones,
+                window_start,
+                periods,
+                label,
+            )
         partner_id = partner.id
     runs = []
     for period in periods:
@@ -111,56 +151,106 @@ def build_demo(
 
 def _distributor(session: Session) -> Company:
     company = Company(
-        kind="distributor", name=DISTRIBUTOR_NAME, address="Stationsplein 1", postal_code="1012 AB",
-        city="Amsterdam", country_code="NL", telephone="+31 20 555 0100", fax="",
-        email="billing@cloud-distribution.example", website="https://cloud-distribution.example",
-        logo="https://cloud-distribution.example/logo.png", chamber_of_commerce="12345678",
-        vat_number="NL123456789B01", bank_account="123456789", iban="NL91ABNA0417164300",
-        bic="ABNANL2A", invoice_prefix="CDE", terms_of_payment_days=30, language_code="en")
+        kind="distributor",
+        name=DISTRIBUTOR_NAME,
+        address="Stationsplein 1",
+        postal_code="1012 AB",
+        city="Amsterdam",
+        country_code="NL",
+        telephone="+31 20 555 0100",
+        fax="",
+        email="billing@cloud-distribution.example",
+        website="https://cloud-distribution.example",
+        logo="https://cloud-distribution.example/logo.png",
+        chamber_of_commerce="12345678",
+        vat_number="NL123456789B01",
+        bank_account="123456789",
+        iban="NL91ABNA0417164300",
+        bic="ABNANL2A",
+        invoice_prefix="CDE",
+        terms_of_payment_days=30,
+        language_code="en",
+    )
     session.add(company)
     return company
 
 
 def _partner(session: Session) -> Company:
     company = Company(
-        kind="partner", name=PARTNER_NAME, address="Oudegracht 200", postal_code="3511 NR",
-        city="Utrecht", country_code="NL", telephone="+31 30 555 0199",
-        email="finance@northwind.example", website="https://northwind.example",
-        chamber_of_commerce="87654321", vat_number="NL987654321B01", bank_account="987654321",
-        iban="NL02RABO0123456789", bic="RABONL2U", invoice_prefix="NW",
-        terms_of_payment_days=14, language_code="nl", contact_first_name="Nora",
-        contact_last_name="Northwind")
+        kind="partner",
+        name=PARTNER_NAME,
+        address="Oudegracht 200",
+        postal_code="3511 NR",
+        city="Utrecht",
+        country_code="NL",
+        telephone="+31 30 555 0199",
+        email="finance@northwind.example",
+        website="https://northwind.example",
+        chamber_of_commerce="87654321",
+        vat_number="NL987654321B01",
+        bank_account="987654321",
+        iban="NL02RABO0123456789",
+        bic="RABONL2U",
+        invoice_prefix="NW",
+        terms_of_payment_days=14,
+        language_code="nl",
+        contact_first_name="Nora",
+        contact_last_name="Northwind",
+    )
     session.add(company)
     session.flush()
     return company
 
 
 def _customers_and_subscriptions(
-    session: Session, partner_id: int, env: Environment, rng: random.Random, count: int,
-    plans: list[DemoPlan], zones: dict[str, int], window_start: dt.date, periods: list[str],
+    session: Session,
+    partner_id: int,
+    env: Environment,
+    rng: random.Random,
+    count: int,
+    plans: list[DemoPlan],
+    zones: dict[str, int],
+    window_start: dt.date,
+    periods: list[str],
     label: str,
 ) -> None:
     customer_rows = []
     for n in range(count):
         country, city, postal, vat_prefix, language = PLACES[n % len(PLACES)]
         own_use = n == 0  # the partner's own account: telecom it uses itself pays VAT
-        name = PARTNER_NAME if own_use else (
-            f"{label}{rng.choice(NAMES)} {rng.choice(SUFFIXES)} {n + 1}")
-        customer_rows.append({
-            "partner_id": partner_id, "environment": env.value,
-            "customer_number": f"{'SBX' if label else 'CUST'}-{n + 1:06d}",
-            "company_name": name, "cost_center": rng.choice(["", "IT", "Sales", "HQ", "R&D"]),
-            "address": f"{rng.choice(['Main', 'Market', 'Church', 'Station'])} Street "
-                       f"{rng.randint(1, 300)}",
-            "postal_code": postal, "city": city, "country_code": "NL" if own_use else country,
-            "vat_number": f"{vat_prefix}{rng.randint(10**8, 10**9 - 1)}B01" if vat_prefix else "",
-            "tax_zone_id": zones[home_zone_code("NL" if own_use else country)],
-            "contact_first_name": rng.choice(["Anna", "Ben", "Chloé", "Daan", "Émile", "Fatma"]),
-            "contact_middle_name": rng.choice(["", "", "van", "de"]),
-            "contact_last_name": rng.choice(["Jansen", "Müller", "Dubois", "Smith", "Peeters"]),
-            "email": f"billing{n + 1}@customer.example", "telephone": "+31 10 555 0000",
-            "fax": "", "language_code": language, "is_partner_itself": own_use,
-        })
+        name = (
+            PARTNER_NAME
+            if own_use
+            else (f"{label}{rng.choice(NAMES)} {rng.choice(SUFFIXES)} {n + 1}")
+        )
+        customer_rows.append(
+            {
+                "partner_id": partner_id,
+                "environment": env.value,
+                "customer_number": f"{'SBX' if label else 'CUST'}-{n + 1:06d}",
+                "company_name": name,
+                "cost_center": rng.choice(["", "IT", "Sales", "HQ", "R&D"]),
+                "address": f"{rng.choice(['Main', 'Market', 'Church', 'Station'])} Street "
+                f"{rng.randint(1, 300)}",
+                "postal_code": postal,
+                "city": city,
+                "country_code": "NL" if own_use else country,
+                "vat_number": f"{vat_prefix}{rng.randint(10**8, 10**9 - 1)}B01"
+                if vat_prefix
+                else "",
+                "tax_zone_id": zones[home_zone_code("NL" if own_use else country)],
+                "contact_first_name": rng.choice(
+                    ["Anna", "Ben", "Chloé", "Daan", "Émile", "Fatma"]
+                ),
+                "contact_middle_name": rng.choice(["", "", "van", "de"]),
+                "contact_last_name": rng.choice(["Jansen", "Müller", "Dubois", "Smith", "Peeters"]),
+                "email": f"billing{n + 1}@customer.example",
+                "telephone": "+31 10 555 0000",
+                "fax": "",
+                "language_code": language,
+                "is_partner_itself": own_use,
+            }
+        )
     customer_ids = _insert_returning_ids(session, Customer, customer_rows)
 
     window_end = month_end(dt.date.fromisoformat(periods[-1] + "-01"))
@@ -172,18 +262,28 @@ def _customers_and_subscriptions(
         for demo_plan in chosen:
             # A third start inside the billing window (Purchase Fees), the rest before it.
             if rng.random() < 0.33:
-                start = window_start + dt.timedelta(days=rng.randint(0, (window_end -
-                                                                          window_start).days))
+                start = window_start + dt.timedelta(
+                    days=rng.randint(0, (window_end - window_start).days)
+                )
             else:
                 start = add_months(window_start, -rng.randint(1, 30)).replace(
-                    day=rng.randint(1, 28))
-            subs.append({
-                "partner_id": partner_id, "environment": env.value, "customer_id": customer_id,
-                "plan_id": demo_plan.plan.id, "plan_period_id": demo_plan.period.id,
-                "name": f"{demo_plan.plan.name} for {customer_rows[n]['company_name']}",
-                "start_date": start, "expiration_date": None, "status": "active",
-                "cancelled_on": None, "po_number": rng.choice(["", f"PO-{rng.randint(1000, 99999)}"]),
-            })
+                    day=rng.randint(1, 28)
+                )
+            subs.append(
+                {
+                    "partner_id": partner_id,
+                    "environment": env.value,
+                    "customer_id": customer_id,
+                    "plan_id": demo_plan.plan.id,
+                    "plan_period_id": demo_plan.period.id,
+                    "name": f"{demo_plan.plan.name} for {customer_rows[n]['company_name']}",
+                    "start_date": start,
+                    "expiration_date": None,
+                    "status": "active",
+                    "cancelled_on": None,
+                    "po_number": rng.choice(["", f"PO-{rng.randint(1000, 99999)}"]),
+                }
+            )
             sub_plans.append(demo_plan)
     # Some cancellations inside the window (refund Corrections, cancellation fees).
     for sub in subs:
@@ -201,47 +301,85 @@ def _customers_and_subscriptions(
         for demo_rate in demo_plan.rates:
             low, high = demo_rate.default_amount
             amount = Decimal(rng.randint(low, high))
-            rate_period_id = (rng.choice(demo_rate.rate_periods).id
-                              if demo_rate.rate_periods else None)
+            rate_period_id = (
+                rng.choice(demo_rate.rate_periods).id if demo_rate.rate_periods else None
+            )
             if demo_rate.usage is None and rng.random() < 0.15:
                 # An upgrade or downgrade on some day inside the window: a pro-rata Correction.
-                day = window_start + dt.timedelta(days=rng.randint(1, (window_end -
-                                                                        window_start).days))
+                day = window_start + dt.timedelta(
+                    days=rng.randint(1, (window_end - window_start).days)
+                )
                 if day > sub["start_date"] and sub["cancelled_on"] is None:
                     new = max(Decimal(low), amount + rng.choice([-3, -1, 1, 2, 5]))
                     if new != amount:
-                        changes.append({"subscription_id": sub_id,
-                                        "resource_rate_id": demo_rate.rate.id,
-                                        "effective_date": day, "old_amount": amount,
-                                        "new_amount": new, "billed_run_id": None})
+                        changes.append(
+                            {
+                                "subscription_id": sub_id,
+                                "resource_rate_id": demo_rate.rate.id,
+                                "effective_date": day,
+                                "old_amount": amount,
+                                "new_amount": new,
+                                "billed_run_id": None,
+                            }
+                        )
                         amount = new
-            resources.append({"subscription_id": sub_id, "resource_rate_id": demo_rate.rate.id,
-                              "rate_period_id": rate_period_id, "amount": amount,
-                              "sales_price": None, "sales_discount": Decimal(0)})
+            resources.append(
+                {
+                    "subscription_id": sub_id,
+                    "resource_rate_id": demo_rate.rate.id,
+                    "rate_period_id": rate_period_id,
+                    "amount": amount,
+                    "sales_price": None,
+                    "sales_discount": Decimal(0),
+                }
+            )
             if demo_rate.usage is not None:
                 for period in periods:
                     if dt.date.fromisoformat(period + "-01") >= sub["start_date"].replace(day=1):
-                        usage.append({"subscription_id": sub_id,
-                                      "resource_rate_id": demo_rate.rate.id, "period": period,
-                                      "quantity": Decimal(rng.randint(*demo_rate.usage))})
+                        usage.append(
+                            {
+                                "subscription_id": sub_id,
+                                "resource_rate_id": demo_rate.rate.id,
+                                "period": period,
+                                "quantity": Decimal(rng.randint(*demo_rate.usage)),
+                            }
+                        )
         if demo_plan.plan.category.name == "Infrastructure":
-            attributes.append({"subscription_id": sub_id, "attribute": "Datacenter",
-                               "value": rng.choice(["AMS-1", "FRA-2"]),
-                               "description": "Hosting location", "noshow": False})
-            attributes.append({"subscription_id": sub_id, "attribute": "TenantId",
-                               "value": f"vdc-{sub_id:08d}", "description": "Internal id",
-                               "noshow": True})
-    for model, rows in ((SubscriptionResource, resources), (SubscriptionChange, changes),
-                        (UsageRecord, usage), (SubscriptionAttribute, attributes)):
-        for start in range(0, len(rows), BATCH):
-            session.execute(insert(model), rows[start : start + BATCH])
+            attributes.append(
+                {
+                    "subscription_id": sub_id,
+                    "attribute": "Datacenter",
+                    "value": rng.choice(["AMS-1", "FRA-2"]),
+                    "description": "Hosting location",
+                    "noshow": False,
+                }
+            )
+            attributes.append(
+                {
+                    "subscription_id": sub_id,
+                    "attribute": "TenantId",
+                    "value": f"vdc-{sub_id:08d}",
+                    "description": "Internal id",
+                    "noshow": True,
+                }
+            )
+    for model, rows in (
+        (SubscriptionResource, resources),
+        (SubscriptionChange, changes),
+        (UsageRecord, usage),
+        (SubscriptionAttribute, attributes),
+    ):
+        for offset in range(0, len(rows), BATCH):
+            session.execute(insert(model), rows[offset : offset + BATCH])
 
 
 def _insert_returning_ids(session: Session, model: Any, rows: list[dict[str, Any]]) -> list[int]:
     ids: list[int] = []
     for start in range(0, len(rows), BATCH):
-        ids.extend(session.scalars(
-            insert(model).returning(model.id, sort_by_parameter_order=True),
-            rows[start : start + BATCH],
-        ).all())
+        ids.extend(
+            session.scalars(
+                insert(model).returning(model.id, sort_by_parameter_order=True),
+                rows[start : start + BATCH],
+            ).all()
+        )
     return ids

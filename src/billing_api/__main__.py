@@ -1,0 +1,5 @@
+"""``python -m billing_api`` runs the CLI."""
+
+from billing_api.cli import main
+
+main()
