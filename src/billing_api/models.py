@@ -1,6 +1,6 @@
 """Imports every model so that ``Base.metadata`` knows all tables (Alembic, tests)."""
 
-from billing_api.access.models import Company, User
+from billing_api.access.models import ApiKey, AuditEvent, Company, User, WhitelistEntry
 from billing_api.billing.models import BillingRun, Invoice, InvoiceSequence, PriceLine, TaxZone
 from billing_api.catalog.models import (
     PlanCategory,
@@ -22,6 +22,8 @@ from billing_api.customers.models import (
 from billing_api.db import Base
 
 __all__ = [
+    "ApiKey",
+    "AuditEvent",
     "Base",
     "BillingRun",
     "Company",
@@ -40,6 +42,8 @@ __all__ = [
     "SubscriptionChange",
     "SubscriptionResource",
     "TaxZone",
+    "UsageRecord",
     "User",
     "Vendor",
+    "WhitelistEntry",
 ]

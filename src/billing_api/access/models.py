@@ -1,13 +1,24 @@
-"""Companies (the distributor and its partners) and their users."""
+"""Companies (the distributor and its partners), their users, API keys, whitelist and audit log."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from billing_api.db import Base, UTCDateTime, utcnow
+from billing_api.environments import environment_check, environment_column
 
 
 class Company(Base):
@@ -71,3 +82,60 @@ class User(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     company: Mapped[Company] = relationship(back_populates="users")
+
+
+class ApiKey(Base):
+    """A partner's key for one environment. Only an HMAC digest of the secret is stored."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (environment_check(),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id"), index=True)
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    environment: Mapped[str] = environment_column()
+    # Non-secret start of the key (scheme prefix + a few characters) so people can tell keys
+    # apart in lists and audit rows.
+    display_prefix: Mapped[str] = mapped_column(String(24))
+    # Hex HMAC-SHA256 of the whole secret under the pepper ``pepper_id``: the lookup column.
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    pepper_id: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class WhitelistEntry(Base):
+    """One IPv4/IPv6 network (a single address is a /32 or /128) allowed to call the API."""
+
+    __tablename__ = "ip_whitelist"
+    __table_args__ = (UniqueConstraint("company_id", "network"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id"), index=True)
+    # Normalised text form, e.g. "192.0.2.0/24" or "2001:db8::1/128".
+    network: Mapped[str] = mapped_column(String(50))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AuditEvent(Base):
+    """Who changed API access, and every refused API call. Never holds a secret or token."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_company_created", "company_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(40))
+    # Null for a refused call whose key matched no company (missing, unknown, malformed).
+    company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id"))
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    key_prefix: Mapped[str] = mapped_column(String(24), default="")
+    client_address: Mapped[str] = mapped_column(String(64), default="")
+    path: Mapped[str] = mapped_column(String(400), default="")
+    reason: Mapped[str] = mapped_column(String(40), default="")
+    detail: Mapped[str] = mapped_column(String(400), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,4 +1,4 @@
-"""Creating companies' users. The first user of a company is its Account Administrator."""
+"""Partner companies and their users. The first user of a company is its Account Administrator."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from billing_api.access.models import Company, User
 from billing_api.access.passwords import hash_password
-from billing_api.errors import Conflict, InvalidInput
+from billing_api.errors import Conflict, InvalidInput, NotFound
 
 
 def normalise_email(email: str) -> str:
@@ -33,4 +33,51 @@ def add_user(session: Session, company: Company, email: str, password: str,
                 can_use_api=is_first)
     session.add(user)
     session.flush()
+    return user
+
+
+def create_company(session: Session, name: str, admin_email: str, password: str) -> tuple[
+        Company, User]:
+    """A partner company with its Account Administrator (the first user). Raises ``Conflict``
+    when the name or e-mail is taken, ``InvalidInput`` for an empty name or bad e-mail."""
+    name = name.strip()
+    if not name:
+        raise InvalidInput("a company needs a name", field="name")
+    if session.scalar(select(Company.id).where(Company.name == name)) is not None:
+        raise Conflict(f"a company named {name!r} exists already", code="company_exists")
+    company = Company(kind="partner", name=name, invoice_prefix=_invoice_prefix(session))
+    session.add(company)
+    session.flush()
+    admin = add_user(session, company, admin_email, password)
+    return company, admin
+
+
+def _invoice_prefix(session: Session) -> str:
+    count = session.scalar(select(func.count()).select_from(Company)) or 0
+    return f"P{count + 1}"
+
+
+def find_company(session: Session, ref: str) -> Company:
+    """A partner company by id or exact name. Raises ``NotFound``."""
+    stmt = select(Company).where(Company.kind == "partner")
+    by_name = session.scalars(stmt.where(Company.name == ref)).one_or_none()
+    if by_name is not None:
+        return by_name
+    if ref.isdigit():
+        by_id = session.scalars(stmt.where(Company.id == int(ref))).one_or_none()
+        if by_id is not None:
+            return by_id
+    raise NotFound(f"no partner company has the id or name {ref!r}", code="company_not_found")
+
+
+def list_partners(session: Session) -> list[Company]:
+    return list(session.scalars(
+        select(Company).where(Company.kind == "partner").order_by(Company.id)))
+
+
+def find_user(session: Session, company: Company, email: str) -> User:
+    """The company's user with this e-mail. Raises ``NotFound`` (also for another company's)."""
+    user = session.scalars(select(User).where(User.email == normalise_email(email))).one_or_none()
+    if user is None or user.company_id != company.id:
+        raise NotFound(f"{company.name} has no user {email}", code="user_not_found")
     return user

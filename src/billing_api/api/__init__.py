@@ -1,0 +1,1 @@
+"""The Billing API: the authenticated router factory (deps) and problem details (problems)."""

@@ -1,0 +1,38 @@
+"""``billing-api audit``: a partner's audit log, newest first."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+
+from billing_api.access import audit as audit_log
+from billing_api.access import users
+from billing_api.cli.context import fail, settings, unit_of_work
+
+
+def audit(
+    company: Annotated[str, typer.Option("--company", help="Company id or exact name.")],
+    since: Annotated[str | None, typer.Option(
+        help="Only from this day on, YYYY-MM-DD (operator's timezone).")] = None,
+) -> None:
+    """Print CREATED, EVENT, ACTOR, CLIENT, KEY_PREFIX, PATH, REASON, DETAIL (tab-separated)."""
+    start = None
+    if since is not None:
+        try:
+            day = dt.date.fromisoformat(since)
+        except ValueError:
+            fail(f"--since {since!r} is not a date of the form YYYY-MM-DD")
+            raise
+        start = dt.datetime.combine(day, dt.time(0), ZoneInfo(settings().timezone))
+    with unit_of_work() as session:
+        rows = audit_log.list_events(session, users.find_company(session, company).id,
+                                     since=start)
+    for r in rows:
+        fields = (r.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"), r.event_type, r.actor_email or "-",
+                  r.client_address or "-", r.key_prefix or "-", r.path or "-", r.reason or "-",
+                  r.detail or "-")
+        sys.stdout.write("\t".join(fields) + "\n")

@@ -1,0 +1,70 @@
+"""``billing-api users``: a company's users and their API permission."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from billing_api.access import permissions, users
+from billing_api.cli.companies import one_time_password
+from billing_api.cli.context import err, unit_of_work
+
+app = typer.Typer(no_args_is_help=True, help="Users of partner companies.")
+
+CompanyOpt = Annotated[str, typer.Option("--company", help="Company id or exact name.")]
+EmailOpt = Annotated[str, typer.Option("--email", help="The user's e-mail.")]
+AsOpt = Annotated[str, typer.Option("--as", help="E-mail of the company's Account Administrator.")]
+
+
+@app.command("add")
+def add(
+    company: CompanyOpt,
+    email: EmailOpt,
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Read the password from standard input.")] = False,
+) -> None:
+    """Add a user; prints a one-time password on stdout unless --password-stdin is given."""
+    password, generated = one_time_password(password_stdin)
+    with unit_of_work(writer=True) as session:
+        target = users.find_company(session, company)
+        user = users.add_user(session, target, email, password)
+        summary = f"added {user.email} to {target.name}" + (
+            " as its Account Administrator" if user.is_account_admin else "")
+    err.print(summary)
+    if generated:
+        err.print("one-time password (shown once):")
+        sys.stdout.write(password + "\n")
+
+
+def _set_permission(company: str, email: str, admin_email: str, granted: bool) -> None:
+    with unit_of_work(writer=True) as session:
+        target = users.find_company(session, company)
+        admin = users.find_user(session, target, admin_email)
+        user = users.find_user(session, target, email)
+        permissions.set_api_permission(session, target, admin, user, granted)
+    err.print(f"API permission {'granted to' if granted else 'withdrawn from'} {email}")
+
+
+@app.command("grant-api")
+def grant_api(company: CompanyOpt, email: EmailOpt, as_: AsOpt) -> None:
+    """Grant a user API permission (they can then create keys). Administrator only."""
+    _set_permission(company, email, as_, True)
+
+
+@app.command("revoke-api")
+def revoke_api(company: CompanyOpt, email: EmailOpt, as_: AsOpt) -> None:
+    """Withdraw a user's API permission. Administrator only."""
+    _set_permission(company, email, as_, False)
+
+
+@app.command("deactivate")
+def deactivate(company: CompanyOpt, email: EmailOpt) -> None:
+    """Deactivate a user and revoke the keys they created (never the last administrator)."""
+    with unit_of_work(writer=True) as session:
+        target = users.find_company(session, company)
+        revoked = permissions.deactivate_user(session, target, users.find_user(session, target,
+                                                                                email))
+        count = len(revoked)
+    err.print(f"deactivated {email}; revoked {count} key(s) they created")

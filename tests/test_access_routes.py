@@ -1,0 +1,44 @@
+"""Authentication by construction: every route is protected or on an explicit public list."""
+
+from __future__ import annotations
+
+from fastapi.routing import APIRoute
+from starlette.routing import Mount, Route
+
+from billing_api.api.deps import is_protected
+from billing_api.app import create_app
+from billing_api.settings import Settings
+from tests.access_helpers import test_app
+
+# Reachable without an API key, on purpose. Portal pages (session login) belong here too.
+PUBLIC_PATHS = {"/healthz", "/readyz", "/api/openapi.json", "/api/docs",
+                "/api/docs/oauth2-redirect"}
+PUBLIC_PREFIXES = ("/static", "/portal")
+
+
+def unprotected(app: object) -> list[str]:
+    found = []
+    for route in app.routes:  # type: ignore[attr-defined]
+        path = getattr(route, "path", "")
+        if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+            continue
+        if isinstance(route, APIRoute) and is_protected(route.dependant):
+            continue
+        if isinstance(route, Route | Mount | APIRoute):
+            found.append(path)
+    return found
+
+
+def test_every_route_is_protected_or_public(settings: Settings) -> None:
+    assert unprotected(create_app(settings)) == []
+
+
+def test_the_walk_catches_an_unprotected_api_route(settings: Settings) -> None:
+    app = test_app(settings)
+    assert unprotected(app) == []
+
+    @app.get("/api/{version}/forgotten")
+    def forgotten() -> str:
+        return "leak"
+
+    assert unprotected(app) == ["/api/{version}/forgotten"]
