@@ -6,6 +6,9 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 from billing_api import __version__
+from billing_api.api import routes as document_routes
+from billing_api.api.deps import install_access
+from billing_api.api.problems import register_problem_handlers
 from billing_api.db import make_engine, make_session_factory
 from billing_api.settings import Settings
 
@@ -23,6 +26,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
+    install_access(app)
+    register_problem_handlers(app)
+    app.include_router(document_routes.router)
 
     @app.get("/healthz", include_in_schema=False, response_class=PlainTextResponse)
     def healthz() -> str:

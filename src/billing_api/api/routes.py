@@ -1,0 +1,183 @@
+"""The four document endpoints under ``/api/{version}``: parse, scope to the caller, stream.
+
+Routes are thin: the caller (partner and environment, fixed by the key) comes from the
+router's authentication dependency, parameters from ``negotiation``, documents from
+``export``. Responses are files: ``Content-Disposition: attachment`` with the contract's name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import Depends, Query, Request, Response, Security
+from fastapi.responses import StreamingResponse
+from fastapi.security import APIKeyHeader
+
+from billing_api.api import negotiation
+from billing_api.api.deps import CallerDep, api_router
+from billing_api.api.errors import VersionGone
+from billing_api.api.openapi_docs import document_responses
+from billing_api.api.versions import CURRENT, VERSIONS, ApiVersion
+from billing_api.db import transaction
+from billing_api.errors import NotFound
+from billing_api.export import details
+from billing_api.export.documents import invoice_shape
+from billing_api.export.stream import invoice_document, open_export
+
+MEDIA_TYPES = {"xml": "application/xml; charset=utf-8", "json": "application/json"}
+
+# Declared for the OpenAPI description only: the router's dependency does the checking.
+api_key_header = APIKeyHeader(
+    name="X-Api-Key", auto_error=False, description="The API key generated under Your APIs."
+)
+
+
+def resolve_version(version: str, request: Request) -> ApiVersion:
+    """The requested version; 404 for an unknown one, 410 for one no longer served."""
+    found = VERSIONS.get(version)
+    if found is None:
+        raise NotFound(
+            f"API version {version!r} does not exist: the current version is {CURRENT}",
+            code="unknown_version",
+        )
+    if not found.served:
+        raise VersionGone(
+            f"API version {version} has reached End of Life and is no longer "
+            f"served: use {CURRENT}, e.g. {request.url.path.replace(version, CURRENT, 1)}"
+        )
+    endpoint = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+    if endpoint not in found.endpoints:
+        raise NotFound(f"{endpoint} does not exist in {version}", code="unknown_endpoint")
+    return found
+
+
+VersionDep = Annotated[ApiVersion, Depends(resolve_version)]
+StartDate = Annotated[
+    str | None,
+    Query(
+        alias="startDate",
+        description="First invoice date, inclusive: YYYYMMDD (or YYYY-MM-DD). "
+        "Default: three months before endDate.",
+        examples=["20260801"],
+    ),
+]
+EndDate = Annotated[
+    str | None,
+    Query(
+        alias="endDate",
+        description="Last invoice date, inclusive: YYYYMMDD (or YYYY-MM-DD). Default: today.",
+        examples=["20261031"],
+    ),
+]
+Format = Annotated[
+    str | None,
+    Query(
+        alias="format", description="xml or json; wins over the Accept header.", examples=["json"]
+    ),
+]
+ApiKey = Annotated[str | None, Security(api_key_header)]
+
+router = api_router(before_auth=[Depends(resolve_version)], tags=["documents"])
+
+
+def _headers(
+    version: ApiVersion, endpoint: str, fmt: str, window: tuple[dt.date, dt.date]
+) -> dict[str, str]:
+    start, end = window
+    headers = {
+        "Content-Disposition": (
+            f'attachment; filename="{endpoint}_{version.name}_{start:%Y%m%d}_{end:%Y%m%d}.{fmt}"'
+        ),
+        "X-Api-Version": version.name,
+        "Vary": "Accept",
+        "Cache-Control": "no-store",
+    }
+    if version.deprecated_since:
+        headers["Deprecation"] = version.deprecated_since
+        headers["Link"] = f'</api/{CURRENT}/{endpoint}>; rel="successor-version"'
+    return headers
+
+
+def _invoice_endpoint(endpoint: str, summary: str) -> None:
+    def handler(
+        request: Request,
+        caller: CallerDep,
+        version: VersionDep,
+        start_date: StartDate = None,
+        end_date: EndDate = None,
+        format_: Format = None,
+        api_key: ApiKey = None,
+    ) -> Response:
+        fmt = negotiation.choose_format(request)
+        window = negotiation.date_range(request, request.app.state.settings.timezone)
+        scope = negotiation.scope_for(caller.company_id, caller.environment, window)
+        # Open the transaction before answering, so a database that is down is a 503, not a
+        # broken stream.
+        connection = open_export(request.app.state.engine)
+        body = invoice_document(connection, invoice_shape(endpoint, version.v4_fields), scope, fmt)
+        return StreamingResponse(
+            body, media_type=MEDIA_TYPES[fmt], headers=_headers(version, endpoint, fmt, window)
+        )
+
+    handler.__name__ = endpoint
+    router.add_api_route(
+        f"/{endpoint}",
+        handler,
+        methods=["GET"],
+        summary=summary,
+        response_class=Response,
+        responses=document_responses(endpoint),
+        operation_id=endpoint,
+    )
+
+
+_invoice_endpoint("invoices", "The partner's purchase invoices (distributor to partner)")
+_invoice_endpoint("customerinvoices", "The partner's sales invoices, one per customer and vendor")
+_invoice_endpoint(
+    "consolidatedinvoices", "Purchase invoices with each line's matching sales figures"
+)
+
+
+@router.get(
+    "/subscriptiondetails",
+    summary="Plan, period, resources and rates of one subscription",
+    response_class=Response,
+    responses=document_responses("subscriptiondetails"),
+    operation_id="subscriptiondetails",
+)
+def subscription_details(
+    request: Request,
+    caller: CallerDep,
+    version: VersionDep,
+    subscription_id: Annotated[
+        str | None,
+        Query(
+            alias="subscriptionId",
+            description="The subscription's id (SubscriptionID on invoice documents).",
+            examples=["42"],
+        ),
+    ] = None,
+    start_date: StartDate = None,
+    end_date: EndDate = None,
+    format_: Format = None,
+    api_key: ApiKey = None,
+) -> Response:
+    fmt = negotiation.choose_format(request)
+    window = negotiation.date_range(request, request.app.state.settings.timezone)
+    wanted = negotiation.subscription_id(request)
+    with transaction(request.app.state.session_factory) as session:
+        tree = details.build_details(
+            session, caller.company_id, caller.environment, wanted, version.v4_fields
+        )
+    if tree is None:
+        raise NotFound(
+            f"subscription {wanted} was not found for this account and environment",
+            code="subscription_not_found",
+        )
+    body = details.to_xml(tree) if fmt == "xml" else details.to_json(tree)
+    return Response(
+        body,
+        media_type=MEDIA_TYPES[fmt],
+        headers=_headers(version, "subscriptiondetails", fmt, window),
+    )

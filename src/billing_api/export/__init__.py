@@ -1,0 +1,1 @@
+"""The export path: streaming queries and XML/JSON writers for the Billing API."""

@@ -1,0 +1,66 @@
+"""Turning raw database values into document text without building a Python object per value.
+
+On the export path money and quantities arrive as integers of 1/10,000 and dates as
+``YYYYMMDD`` text (rendered by the database), so output needs only integer arithmetic and
+table look-ups: no ``Decimal`` or ``date`` per value (see design.md, "the export path").
+"""
+
+from __future__ import annotations
+
+import re
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from typing import Any
+
+from billing_api.db import SCALE_FACTOR
+
+# Fraction digits for every value of the 4-decimal part, computed once:
+# money keeps at least cents ("12.50", "12.345"), plain numbers drop trailing zeros ("3", "0.5").
+_MONEY_FRACTIONS = [f".{f:04d}".rstrip("0").ljust(3, "0") for f in range(SCALE_FACTOR)]
+_PLAIN_FRACTIONS = [f".{f:04d}".rstrip("0").rstrip(".") for f in range(SCALE_FACTOR)]
+
+
+def money(units: int) -> str:
+    """``245000`` → ``"24.50"``; exact, at least two decimals, at most four."""
+    if units < 0:
+        whole, fraction = divmod(-units, SCALE_FACTOR)
+        return f"-{whole}{_MONEY_FRACTIONS[fraction]}"
+    whole, fraction = divmod(units, SCALE_FACTOR)
+    return f"{whole}{_MONEY_FRACTIONS[fraction]}"
+
+
+def plain(units: int) -> str:
+    """``30000`` → ``"3"``, ``5161`` → ``"0.5161"``: a quantity, duration or percentage."""
+    if units < 0:
+        whole, fraction = divmod(-units, SCALE_FACTOR)
+        return f"-{whole}{_PLAIN_FRACTIONS[fraction]}"
+    whole, fraction = divmod(units, SCALE_FACTOR)
+    return f"{whole}{_PLAIN_FRACTIONS[fraction]}"
+
+
+# Characters XML 1.0 forbids (C0 controls but tab, LF, CR; lone surrogates; U+FFFE/U+FFFF):
+# they are removed, as no escape can represent them.
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_XML_SPECIAL = re.compile("[&<>\"'\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_XML_ENTITIES = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
+)
+
+
+def xml_text(value: str) -> str:
+    """Escape markup characters and drop XML-illegal ones; the common clean string is returned
+    as it is after one regex scan."""
+    if _XML_SPECIAL.search(value) is None:
+        return value
+    return _XML_ILLEGAL.sub("", value).translate(_XML_ENTITIES)
+
+
+def json_text(value: str) -> str:
+    """A JSON string literal (quotes included), UTF-8 kept, controls escaped."""
+    result: str = encode_basestring(value)
+    return result
+
+
+def json_dict_text(value: dict[str, Any]) -> str:
+    """Not used on the hot path: a small JSON object with sorted, case-insensitive keys."""
+    items = sorted(value.items(), key=lambda kv: kv[0].lower())
+    return "{" + ",".join(f"{json_text(k)}:{json_text(str(v))}" for k, v in items) + "}"
