@@ -51,6 +51,12 @@ def test_sums_in_sql_stay_exact(factory: sessionmaker[Session]) -> None:
 def test_values_that_would_lose_digits_or_are_floats_are_refused() -> None:
     with pytest.raises(ValueError, match="more than 4 decimal places"):
         to_units(D("0.00001"))
+    with pytest.raises(ValueError, match="more than 4 decimal places"):
+        to_units(D("1.00000000000000000000000000001"))  # beyond the default 28 digits
+    with pytest.raises(ValueError, match="too large"):
+        to_units(D("1e20"))
+    with pytest.raises(ValueError, match="finite"):
+        to_units(D("NaN"))
     with pytest.raises(TypeError, match="exact decimal"):
         to_units(0.1)  # type: ignore[arg-type]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy.types import TypeDecorator
 
 SCALE = 4
 SCALE_FACTOR = 10**SCALE
+MAX_UNITS = 2**63 - 1  # a BIGINT
 
 # Stable constraint names so Alembic migrations can refer to them on both databases.
 NAMING_CONVENTION = {
@@ -36,13 +37,21 @@ class Base(DeclarativeBase):
 
 
 def to_units(value: Decimal | int) -> int:
-    """Decimal → integer 1/10,000 units; refuses values that would lose digits."""
+    """Decimal → integer 1/10,000 units; refuses values that would lose digits or overflow."""
     if isinstance(value, bool) or not isinstance(value, Decimal | int):
         raise TypeError(f"exact decimal expected, got {type(value).__name__}")
-    scaled = Decimal(value) * SCALE_FACTOR
+    number = Decimal(value)
+    if not number.is_finite():
+        raise ValueError(f"{value} is not a finite number")
+    # Enough precision that the multiplication itself can never round.
+    with localcontext(prec=len(number.as_tuple().digits) + 2 * SCALE + 2):
+        scaled = number * SCALE_FACTOR
     if scaled != scaled.to_integral_value():
         raise ValueError(f"{value} has more than {SCALE} decimal places")
-    return int(scaled)
+    units = int(scaled)
+    if not -MAX_UNITS <= units <= MAX_UNITS:
+        raise ValueError(f"{value} is too large to store")
+    return units
 
 
 def from_units(units: int) -> Decimal:

@@ -9,6 +9,7 @@ from functools import cache
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -54,7 +55,8 @@ def unit_of_work(*, writer: bool = False) -> Iterator[Session]:
 
 
 def fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}")
+    # The message may hold user data: escape it so rich does not read it as markup.
+    err.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(code)
 
 

@@ -1,0 +1,43 @@
+"""What the checks hand the writer: the plans as they will be, and what exists already."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from billing_api.customers.models import UsageRecord
+from billing_api.importer.database import Existing
+from billing_api.importer.reader import Parsed
+from billing_api.importer.schema import KEYS, PeriodKey, UsageRow
+
+
+@dataclass
+class PlanView:
+    """A plan as it will be after the import: its periods, and its rates' rate period skus."""
+
+    periods: set[PeriodKey] = field(default_factory=set)
+    rates: dict[str, set[str]] = field(default_factory=dict)
+
+
+@dataclass
+class UsageTarget:
+    parsed: Parsed[UsageRow]
+    subscription_id: int | None  # an existing subscription, or
+    subscription_index: int | None  # one this import creates (index into its subscriptions)
+    rate_id: int | None = None  # the resource rate, for an existing subscription
+    existing: UsageRecord | None = None  # the record to update, if there is one
+
+
+@dataclass
+class Resolution:
+    existing: Existing
+    periods: dict[int, PeriodKey] = field(default_factory=dict)  # subscription index → period
+    unchanged_subscriptions: dict[int, int] = field(default_factory=dict)  # index → id
+    usage: list[UsageTarget] = field(default_factory=list)
+    unchanged_usage: int = 0
+
+
+def row_key(section: str, row: Any) -> tuple[str, ...]:
+    """A row's natural key as text, comparable with the keys of rows that failed to parse."""
+    values = (getattr(row, name) for name in KEYS[section])
+    return tuple("" if v is None else str(v) for v in values)

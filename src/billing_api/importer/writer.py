@@ -1,0 +1,281 @@
+"""Writing a checked import. The catalog goes through the ORM (few rows, updated in place);
+customers, subscriptions and usage go in with bulk Core inserts, since they can be many.
+
+Nothing here validates: ``checks`` has made sure every reference resolves.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from billing_api.access.models import Company
+from billing_api.billing.vat import home_zone_code
+from billing_api.catalog.models import (
+    PlanCategory,
+    PlanPeriod,
+    RatePeriod,
+    Resource,
+    ResourceRate,
+    ServicePlan,
+    Vendor,
+)
+from billing_api.customers.models import (
+    Customer,
+    Subscription,
+    SubscriptionAttribute,
+    SubscriptionResource,
+    UsageRecord,
+)
+from billing_api.importer.database import CustomerKey, chunks, period_key
+from billing_api.importer.reader import Batch
+from billing_api.importer.resolution import Resolution
+from billing_api.importer.schema import (
+    CompanyRow,
+    CustomerRow,
+    PlanRow,
+    ResourceRow,
+    SubscriptionRow,
+    VendorRow,
+)
+
+BATCH = 5000
+
+
+@dataclass
+class Counts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+def write(session: Session, batch: Batch, resolution: Resolution) -> dict[str, Counts]:
+    """Write every row; returns created/updated/unchanged counts per table."""
+    writer = _Writer(session, batch, resolution)
+    writer.companies()
+    writer.vendors_and_resources()
+    session.flush()
+    writer.plans()
+    session.flush()
+    customer_ids = writer.customers()
+    subscription_ids = writer.subscriptions(customer_ids)
+    writer.usage(subscription_ids)
+    session.flush()
+    return dict(writer.counts)
+
+
+class _Writer:
+    def __init__(self, session: Session, batch: Batch, resolution: Resolution) -> None:
+        self.session, self.batch, self.resolution = session, batch, resolution
+        self.existing = resolution.existing
+        self.catalog = resolution.existing.catalog
+        self.counts: dict[str, Counts] = defaultdict(Counts)
+        self._resource_names: dict[int, str] = {}
+        self._rates: dict[str, dict[str, ResourceRate]] = {}
+
+    def created(self, table: str, obj: Any = None, count: int = 1) -> None:
+        if obj is not None:
+            self.session.add(obj)
+        self.counts[table].created += count
+
+    def apply(self, table: str, obj: Any, values: dict[str, Any]) -> None:
+        """Set the values that differ; count the row as updated or unchanged."""
+        changed = {name: v for name, v in values.items() if getattr(obj, name) != v}
+        for name, value in changed.items():
+            setattr(obj, name, value)
+        if changed:
+            self.counts[table].updated += 1
+        else:
+            self.counts[table].unchanged += 1
+
+    def companies(self) -> None:
+        companies = self.catalog.companies
+        for parsed in self.batch.section("distributor", CompanyRow)[:1]:
+            company = self.catalog.distributor
+            if company is None:
+                company = Company(kind="distributor", **parsed.row.columns())
+                self.created("companies", company)
+            else:
+                companies.pop(company.name, None)
+                self.apply("companies", company, parsed.row.given())
+            companies[company.name] = company
+        for parsed in self.batch.section("partners", CompanyRow):
+            found = companies.get(parsed.row.name)
+            if found is None:
+                companies[parsed.row.name] = Company(kind="partner", **parsed.row.columns())
+                self.created("companies", companies[parsed.row.name])
+            else:
+                self.apply("companies", found, parsed.row.given())
+
+    def vendors_and_resources(self) -> None:
+        vendors, categories = self.catalog.vendors, self.catalog.categories
+        for vendor in self.batch.section("vendors", VendorRow):
+            if vendor.row.name in vendors:
+                self.counts["vendors"].unchanged += 1
+            else:
+                vendors[vendor.row.name] = Vendor(name=vendor.row.name)
+                self.created("vendors", vendors[vendor.row.name])
+        for plan in self.batch.section("service_plans", PlanRow):
+            if plan.row.category not in categories:
+                categories[plan.row.category] = PlanCategory(name=plan.row.category)
+                self.created("plan_categories", categories[plan.row.category])
+        for parsed in self.batch.section("resources", ResourceRow):
+            found = self.catalog.resources.get(parsed.row.name)
+            if found:
+                self.apply("resources", found[0], parsed.row.given())
+            else:
+                self.catalog.resources[parsed.row.name] = [Resource(**parsed.row.columns())]
+                self.created("resources", self.catalog.resources[parsed.row.name][0])
+
+    def plans(self) -> None:
+        for parsed in self.batch.section("service_plans", PlanRow):
+            row = parsed.row
+            values = {"vendor_id": self.catalog.vendors[row.vendor].id,
+                      "category_id": self.catalog.categories[row.category].id}
+            found = self.catalog.plans.get(row.name)
+            if found:
+                plan = found[0]
+                self.apply("service_plans", plan, row.given("vendor", "category") | values)
+            else:
+                plan = ServicePlan(**row.columns("vendor", "category"), **values)
+                self.catalog.plans[row.name] = [plan]
+                self.created("service_plans", plan)
+            periods = {period_key(p): p for p in plan.periods}
+            for period_row in row.periods:
+                period = periods.get(period_row.key)
+                if period is None:
+                    plan.periods.append(PlanPeriod(**period_row.columns()))
+                    self.created("plan_periods")
+                else:
+                    self.apply("plan_periods", period, period_row.given())
+            rates = {r.resource_id: r for r in plan.rates}
+            for rate_row in row.rates:
+                resource_id = self.catalog.resources[rate_row.resource][0].id
+                rate = rates.get(resource_id)
+                if rate is None:
+                    rate = ResourceRate(resource_id=resource_id, **rate_row.columns("resource"))
+                    plan.rates.append(rate)
+                    self.created("resource_rates")
+                else:
+                    self.apply("resource_rates", rate, rate_row.given("resource"))
+                by_sku = {rp.sku: rp for rp in rate.rate_periods}
+                for rate_period_row in rate_row.rate_periods:
+                    found_period = by_sku.get(rate_period_row.sku)
+                    if found_period is None:
+                        rate.rate_periods.append(RatePeriod(**rate_period_row.columns()))
+                        self.created("rate_periods")
+                    else:
+                        self.apply("rate_periods", found_period, rate_period_row.given())
+
+    def customers(self) -> dict[CustomerKey, int]:
+        zones, companies = self.catalog.zones, self.catalog.companies
+        new: list[dict[str, Any]] = []
+        keys: list[CustomerKey] = []
+        for parsed in self.batch.section("customers", CustomerRow):
+            row = parsed.row
+            zone_id = zones[row.tax_zone or home_zone_code(row.country_code)]
+            customer = self.existing.customers.get(row.key)
+            if customer is None:
+                new.append(row.columns("partner", "tax_zone")
+                           | {"partner_id": companies[row.partner].id, "tax_zone_id": zone_id})
+                keys.append(row.key)
+            else:
+                self.apply("customers", customer,
+                           row.given("partner", "tax_zone") | {"tax_zone_id": zone_id})
+        ids = _insert_returning_ids(self.session, Customer, new)
+        self.created("customers", count=len(new))
+        return {key: c.id for key, c in self.existing.customers.items()} | dict(
+            zip(keys, ids, strict=True))
+
+    def subscriptions(self, customer_ids: dict[CustomerKey, int]) -> dict[int, int]:
+        """Insert the new subscriptions; returns import index → id (unchanged ones too)."""
+        companies = self.catalog.companies
+        subs = self.batch.section("subscriptions", SubscriptionRow)
+        ids = dict(self.resolution.unchanged_subscriptions)
+        self.counts["subscriptions"].unchanged += len(ids)
+        new = [i for i in range(len(subs)) if i not in ids]
+        rows = []
+        for index in new:
+            row = subs[index].row
+            plan = self.catalog.plans[row.plan][0]
+            wanted = self.resolution.periods[index]
+            rows.append({
+                "partner_id": companies[row.partner].id, "environment": row.environment,
+                "customer_id": customer_ids[row.customer_key], "plan_id": plan.id,
+                "plan_period_id": next(p.id for p in plan.periods if period_key(p) == wanted),
+                "name": row.name, "start_date": row.start_date,
+                "expiration_date": row.expiration_date, "cancelled_on": row.cancelled_on,
+                "status": "active" if row.cancelled_on is None else "cancelled",
+                "po_number": row.po_number,
+            })
+        ids.update(zip(new, _insert_returning_ids(self.session, Subscription, rows), strict=True))
+        self.created("subscriptions", count=len(new))
+        resources: list[dict[str, Any]] = []
+        attributes: list[dict[str, Any]] = []
+        for index in new:
+            row = subs[index].row
+            rates = self.rates(row.plan)
+            for item in row.resources:
+                rate = rates[item.resource]
+                rate_period_id = None if item.rate_period is None else next(
+                    rp.id for rp in rate.rate_periods if rp.sku == item.rate_period)
+                resources.append({
+                    "subscription_id": ids[index], "resource_rate_id": rate.id,
+                    "rate_period_id": rate_period_id, "amount": item.amount,
+                    "sales_price": item.sales_price, "sales_discount": item.sales_discount})
+            attributes.extend({"subscription_id": ids[index], **a.columns()}
+                              for a in row.attributes)
+        _insert(self.session, SubscriptionResource, resources)
+        _insert(self.session, SubscriptionAttribute, attributes)
+        self.created("subscription_resources", count=len(resources))
+        self.created("subscription_attributes", count=len(attributes))
+        return ids
+
+    def rates(self, plan_name: str) -> dict[str, ResourceRate]:
+        """A plan's rates by resource name (the catalog is written and flushed by now)."""
+        if not self._resource_names:
+            self._resource_names = {r.id: name for name, rs in self.catalog.resources.items()
+                                    for r in rs}
+        if plan_name not in self._rates:
+            self._rates[plan_name] = {self._resource_names[r.resource_id]: r
+                                      for r in self.catalog.plans[plan_name][0].rates}
+        return self._rates[plan_name]
+
+    def usage(self, subscription_ids: dict[int, int]) -> None:
+        subs = self.batch.section("subscriptions", SubscriptionRow)
+        self.counts["usage_records"].unchanged += self.resolution.unchanged_usage
+        rows = []
+        for target in self.resolution.usage:
+            row = target.parsed.row
+            if target.existing is not None:
+                self.apply("usage_records", target.existing, {"quantity": row.quantity})
+                continue
+            if target.subscription_index is not None:
+                sub_id = subscription_ids[target.subscription_index]
+                rate_id = self.rates(subs[target.subscription_index].row.plan)[row.resource].id
+            else:
+                assert target.subscription_id is not None and target.rate_id is not None
+                sub_id, rate_id = target.subscription_id, target.rate_id
+            rows.append({"subscription_id": sub_id, "resource_rate_id": rate_id,
+                         "period": row.period, "quantity": row.quantity})
+        _insert(self.session, UsageRecord, rows)
+        self.created("usage_records", count=len(rows))
+
+
+def _insert(session: Session, model: Any, rows: Sequence[dict[str, Any]]) -> None:
+    for part in chunks(rows, BATCH):
+        session.execute(insert(model), part)
+
+
+def _insert_returning_ids(session: Session, model: Any,
+                          rows: Sequence[dict[str, Any]]) -> list[int]:
+    ids: list[int] = []
+    for part in chunks(rows, BATCH):
+        ids.extend(session.scalars(
+            insert(model).returning(model.id, sort_by_parameter_order=True), part).all())
+    return ids
