@@ -29,6 +29,9 @@ from billing_api.export.values import json_text, xml_text
 from billing_api.export.writers import XML_DECLARATION, XML_NAMESPACES
 
 Node = list[tuple[str, Any]]
+# Ids are 32-bit integers on PostgreSQL: a larger one cannot exist, and comparing the column
+# with it is a database error (a 500) rather than no row (a 404).
+MAX_ID = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -44,14 +47,17 @@ def _translations(names: dict[str, str], fallback: str) -> Repeated:
     )
 
 
-def _date(value: Any) -> str | None:
-    return None if value is None else value.strftime("%Y%m%d")
+def _date(value: Any) -> str:
+    # No date is "" (an empty XML element, "" in JSON), as dates are in the invoice documents.
+    return "" if value is None else value.strftime("%Y%m%d")
 
 
 def build_details(
     session: Session, partner_id: int, environment: str, subscription_id: int, v4: bool
 ) -> Node | None:
     """The document tree, or None when the subscription is not the caller's to see."""
+    if subscription_id > MAX_ID:
+        return None
     sub = session.scalar(
         select(Subscription).where(
             Subscription.id == subscription_id,

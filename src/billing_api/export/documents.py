@@ -140,6 +140,24 @@ DETAIL = ("Attribute", "AttributeValue", "AttributeDescription", "noshow")
 INTEGER_HEADER_FIELDS = frozenset({"TermsOfPaymentDays", "TypeIdentifier", "AccountID"})
 
 
+def _positional(
+    names: tuple[str, ...], kinds: dict[str, Kind] | None = None, default: Kind = T
+) -> tuple[Field, ...]:
+    """Fields over a tuple of values given in ``names`` order (header, parties, totals)."""
+    kinds = kinds or {}
+    return tuple(
+        Field(name, i, kinds.get(name, N if name in INTEGER_HEADER_FIELDS else default))
+        for i, name in enumerate(names)
+    )
+
+
+HEADER_FIELDS = _positional(HEADER, {"Date": D, "ExpirationDate": D})
+SENDER_FIELDS = _positional(SENDER)
+RECEIVER_FIELDS = _positional(RECEIVER)
+TOTAL_FIELDS = _positional(TOTALS, default=M)
+DETAIL_FIELDS = _positional(DETAIL, {"noshow": Kind.BOOL})
+
+
 @dataclass(frozen=True, slots=True)
 class DocumentShape:
     """Everything a writer needs to know about one document of one version."""

@@ -235,8 +235,8 @@ def invoice_query(dialect: str, kind: str, scope: Scope) -> Select[Any]:
         i.c.terms_of_payment_days,
         i.c.type,
         i.c.language_code,
-        i.c.sender,
-        i.c.receiver,
+        cast(i.c.sender, String),  # raw JSON text: the writers cache its rendering
+        cast(i.c.receiver, String),
         _raw(i.c.total_excluding_vat),
         _raw(i.c.total_vat),
         _raw(i.c.total_including_vat),

@@ -40,9 +40,10 @@ def plain(units: int) -> str:
 # Characters XML 1.0 forbids (C0 controls but tab, LF, CR; lone surrogates; U+FFFE/U+FFFF):
 # they are removed, as no escape can represent them.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-_XML_SPECIAL = re.compile("[&<>\"'\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_XML_SPECIAL = re.compile("[&<>\"'\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# A literal CR would reach the reader as LF (XML end-of-line handling), so it is a reference.
 _XML_ENTITIES = str.maketrans(
-    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;", "\r": "&#13;"}
 )
 
 
@@ -60,7 +61,6 @@ def json_text(value: str) -> str:
     return result
 
 
-def json_dict_text(value: dict[str, Any]) -> str:
-    """Not used on the hot path: a small JSON object with sorted, case-insensitive keys."""
-    items = sorted(value.items(), key=lambda kv: kv[0].lower())
-    return "{" + ",".join(f"{json_text(k)}:{json_text(str(v))}" for k, v in items) + "}"
+def bool_text(value: Any) -> str:
+    """``true``/``false`` from a boolean, or from SQLite's 0/1 in a JSON array."""
+    return "true" if value in (True, 1, "1", "true") else "false"

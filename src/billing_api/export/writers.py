@@ -1,31 +1,33 @@
 """XML and JSON writers for invoice documents: each method returns the text of one step.
 
 The stream (``export/stream.py``) calls ``begin``, then per invoice ``invoice_start``,
-``customer_start``, ``subscription_start``, ``line`` …, the matching ends, and ``end``. Field
-lists are compiled once per writer into tuples of (index, formatter, tags), so a line costs a
-loop over its fields and a join, with no per-value objects beyond the output strings.
+``customer_start``, ``subscription_start``, ``line`` …, the matching ends, and ``end``. Every
+field list is compiled once (``export/compiled.py``) into one function per element, so a line
+costs one call; header, party and totals values are first put in tuples of their field order.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from billing_api.billing.countries import language_name
 from billing_api.export import source as s
+from billing_api.export.compiled import Render, json_renderer, xml_renderer
 from billing_api.export.documents import (
-    DETAIL,
-    HEADER,
-    INTEGER_HEADER_FIELDS,
+    DETAIL_FIELDS,
+    HEADER_FIELDS,
     RECEIVER,
+    RECEIVER_FIELDS,
     SENDER,
-    TOTALS,
+    SENDER_FIELDS,
+    TOTAL_FIELDS,
     DocumentShape,
     Field,
     Kind,
 )
-from billing_api.export.values import json_text, money, plain, xml_text
 
 Row = Sequence[Any]
 XML_DECLARATION = '<?xml version="1.0" encoding="utf-8"?>\n'
@@ -33,35 +35,14 @@ XML_NAMESPACES = (
     'xmlns:xsd="http://www.w3.org/2001/XMLSchema" '
     'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
 )
+PARTY_CACHE = 256
 TYPE_IDENTIFIERS = {"invoice": ("Invoice", 1), "credit": ("Credit", 2)}
 
 
-def _bool_text(value: Any) -> str:
-    return "true" if value in (True, 1, "1", "true") else "false"
-
-
-_XML_FORMAT: dict[Kind, Callable[[Any], str]] = {
-    Kind.TEXT: xml_text,
-    Kind.INT: str,
-    Kind.MONEY: money,
-    Kind.PLAIN: plain,
-    Kind.DATE: str,
-    Kind.BOOL: _bool_text,
-}
-_JSON_FORMAT: dict[Kind, Callable[[Any], str]] = {
-    Kind.TEXT: json_text,
-    Kind.INT: str,
-    Kind.MONEY: money,
-    Kind.PLAIN: plain,
-    Kind.DATE: lambda v: f'"{v}"',
-    Kind.BOOL: _bool_text,
-}
-_JSON_EMPTY = {Kind.TEXT: '""', Kind.DATE: '""'}  # other kinds: null
-
-
-def header_values(invoice: Row) -> list[tuple[str, Any, Kind]]:
+def header_tuple(invoice: Row) -> tuple[Any, ...]:
     type_name, type_id = TYPE_IDENTIFIERS[invoice[s.H_TYPE]]
-    values = (
+    language = invoice[s.H_LANGUAGE]
+    return (
         invoice[s.H_NUMBER],
         invoice[s.H_DESCRIPTION],
         invoice[s.H_DATE],
@@ -70,67 +51,43 @@ def header_values(invoice: Row) -> list[tuple[str, Any, Kind]]:
         invoice[s.H_TERMS],
         type_name,
         type_id,
-        invoice[s.H_LANGUAGE],
-        language_name(invoice[s.H_LANGUAGE]),
+        language,
+        language_name(language),
     )
-    return [(name, value, _party_kind(name)) for name, value in zip(HEADER, values, strict=True)]
 
 
-def party_values(party: dict[str, Any] | str, names: Sequence[str]) -> list[tuple[str, Any, Kind]]:
-    data = json.loads(party) if isinstance(party, str) else party
-    return [(name, data.get(name, ""), _party_kind(name)) for name in names]
+def party_tuple(raw: str | dict[str, Any], names: Sequence[str]) -> tuple[Any, ...]:
+    """A sender or receiver snapshot (JSON text from the invoice row) in field order."""
+    data = json.loads(raw) if isinstance(raw, str) else raw
+    return tuple(data.get(name, "") for name in names)
 
 
-def _party_kind(name: str) -> Kind:
-    return Kind.INT if name in INTEGER_HEADER_FIELDS else Kind.TEXT
+def totals_tuple(excl: int, vat: int) -> tuple[int, int, int]:
+    return excl, vat, excl + vat
 
 
-def totals_values(excl: int, vat: int) -> list[tuple[str, Any, Kind]]:
-    return list(zip(TOTALS, (excl, vat, excl + vat), (Kind.MONEY,) * 3, strict=True))
-
-
-def detail_rows(attributes_json: str | None) -> list[list[tuple[str, Any, Kind]]]:
+def detail_tuples(attributes_json: str | None) -> list[Sequence[Any]]:
     """A subscription's attributes from the query's JSON array text."""
-    if not attributes_json:
-        return []
-    kinds = (Kind.TEXT, Kind.TEXT, Kind.TEXT, Kind.BOOL)
-    return [list(zip(DETAIL, item, kinds, strict=True)) for item in json.loads(attributes_json)]
+    return json.loads(attributes_json) if attributes_json else []
+
+
+def _sorted(fields: Sequence[Field]) -> list[Field]:
+    return sorted(fields, key=lambda f: f.name.lower())
 
 
 class XmlWriter:
+    """XML in the contract's element order; empty values as self-closing elements."""
+
     def __init__(self, shape: DocumentShape) -> None:
         self.shape = shape
-        self._customer = self._compile(shape.customer)
-        self._subscription = self._compile(shape.subscription)
-        self._line = self._compile(shape.line)
-
-    @staticmethod
-    def _compile(
-        fields: Sequence[Field],
-    ) -> tuple[tuple[int, Callable[[Any], str], str, str, str], ...]:
-        return tuple(
-            (f.index, _XML_FORMAT[f.kind], f"<{f.name}>", f"</{f.name}>", f"<{f.name} />")
-            for f in fields
-        )
-
-    @staticmethod
-    def _render(compiled: Any, row: Row) -> str:
-        parts = []
-        for index, fmt, open_tag, close_tag, empty_tag in compiled:
-            value = row[index]
-            if value is None or value == "":
-                parts.append(empty_tag)
-            else:
-                parts.append(f"{open_tag}{fmt(value)}{close_tag}")
-        return "".join(parts)
-
-    @staticmethod
-    def _element(name: str, values: list[tuple[str, Any, Kind]]) -> str:
-        inner = "".join(
-            f"<{n} />" if v is None or v == "" else f"<{n}>{_XML_FORMAT[k](v)}</{n}>"
-            for n, v, k in values
-        )
-        return f"<{name}>{inner}</{name}>"
+        self._customer = xml_renderer(shape.customer)
+        self._subscription = xml_renderer(shape.subscription)
+        self._line = xml_renderer(shape.line)
+        self._header = xml_renderer(HEADER_FIELDS)
+        self._totals = xml_renderer(TOTAL_FIELDS)
+        self._detail = xml_renderer(DETAIL_FIELDS)
+        self._sender = _cached_party(xml_renderer(SENDER_FIELDS), SENDER)
+        self._receiver = _cached_party(xml_renderer(RECEIVER_FIELDS), RECEIVER)
 
     def begin(self) -> str:
         wrapper = f"<{self.shape.xml_invoices_wrapper}>" if self.shape.xml_invoices_wrapper else ""
@@ -142,40 +99,35 @@ class XmlWriter:
 
     def invoice_start(self, invoice: Row, first: bool) -> str:
         return (
-            "<Invoice>"
-            + self._element("Header", header_values(invoice))
-            + self._element("Sender", party_values(invoice[s.H_SENDER], SENDER))
-            + self._element("Receiver", party_values(invoice[s.H_RECEIVER], RECEIVER))
-            + "<Customers>"
+            f"<Invoice><Header>{self._header(header_tuple(invoice))}</Header>"
+            f"<Sender>{self._sender(invoice[s.H_SENDER])}</Sender>"
+            f"<Receiver>{self._receiver(invoice[s.H_RECEIVER])}</Receiver><Customers>"
         )
 
     def invoice_end(self, invoice: Row, sales: tuple[int, int]) -> str:
+        own = self._totals(totals_tuple(invoice[s.H_TOTAL_EXCL], invoice[s.H_TOTAL_VAT]))
         if self.shape.consolidated:
+            sold = self._totals(totals_tuple(*sales))
             totals = (
-                "<Totals>"
-                + self._element(
-                    "TotalPurchases", totals_values(invoice[s.H_TOTAL_EXCL], invoice[s.H_TOTAL_VAT])
-                )
-                + self._element("TotalSales", totals_values(*sales))
-                + "</Totals>"
+                f"<Totals><TotalPurchases>{own}</TotalPurchases>"
+                f"<TotalSales>{sold}</TotalSales></Totals>"
             )
         else:
-            totals = self._element(
-                "Totals", totals_values(invoice[s.H_TOTAL_EXCL], invoice[s.H_TOTAL_VAT])
-            )
+            totals = f"<Totals>{own}</Totals>"
         return f"</Customers>{totals}</Invoice>"
 
     def customer_start(self, row: Row, first: bool) -> str:
-        return f"<Customer>{self._render(self._customer, row)}<Subscriptions>"
+        return f"<Customer>{self._customer(row)}<Subscriptions>"
 
     def customer_end(self) -> str:
         return "</Subscriptions></Customer>"
 
     def subscription_start(self, row: Row, first: bool) -> str:
-        text = f"<Subscription>{self._render(self._subscription, row)}"
+        text = f"<Subscription>{self._subscription(row)}"
         if self.shape.subscription_details:
             details = "".join(
-                self._element("SubscriptionDetail", d) for d in detail_rows(row[s.ATTRIBUTES])
+                f"<SubscriptionDetail>{self._detail(d)}</SubscriptionDetail>"
+                for d in detail_tuples(row[s.ATTRIBUTES])
             )
             text += (
                 f"<SubscriptionDetails>{details}</SubscriptionDetails>"
@@ -188,11 +140,7 @@ class XmlWriter:
         return "</PriceLines></Subscription>"
 
     def line(self, row: Row, first: bool) -> str:
-        return f"<PriceLine>{self._render(self._line, row)}</PriceLine>"
-
-
-def _sorted(fields: Sequence[Field]) -> list[Field]:
-    return sorted(fields, key=lambda f: f.name.lower())
+        return f"<PriceLine>{self._line(row)}</PriceLine>"
 
 
 class JsonWriter:
@@ -201,44 +149,26 @@ class JsonWriter:
 
     def __init__(self, shape: DocumentShape) -> None:
         self.shape = shape
-        self._customer = self._compile(_sorted(shape.customer))
-        self._line = self._compile(_sorted(shape.line))
-        # Subscription keys around the nested lists, in sorted order.
+        self._customer = json_renderer(_sorted(shape.customer))
+        self._line = json_renderer(_sorted(shape.line))
+        self._header = json_renderer(_sorted(HEADER_FIELDS))
+        self._totals = json_renderer(_sorted(TOTAL_FIELDS))
+        self._detail = json_renderer(_sorted(DETAIL_FIELDS))
+        self._sender = _cached_party(json_renderer(_sorted(SENDER_FIELDS)), SENDER)
+        self._receiver = _cached_party(json_renderer(_sorted(RECEIVER_FIELDS)), RECEIVER)
+        # The subscription's keys fall before and after its nested lists in sorted order.
         keys = [*shape.subscription, Field("PriceLines", -1, Kind.TEXT)]
         if shape.subscription_details:
             keys.append(Field("SubscriptionDetails", -2, Kind.TEXT))
         ordered = _sorted(keys)
         split = next(i for i, f in enumerate(ordered) if f.index == -1)
-        self._sub_before = self._compile(ordered[:split])
-        self._sub_after = tuple(f for f in ordered[split + 1 :])
-
-    @staticmethod
-    def _compile(fields: Sequence[Field]) -> tuple[tuple[int, Callable[[Any], str], str, str], ...]:
-        return tuple(
-            (f.index, _JSON_FORMAT[f.kind], f'"{f.name}":', _JSON_EMPTY.get(f.kind, "null"))
-            for f in fields
-        )
-
-    @staticmethod
-    def _render(compiled: Any, row: Row) -> str:
-        parts = []
-        for index, fmt, key, empty in compiled:
-            value = row[index]
-            parts.append(key + (empty if value is None or value == "" else fmt(value)))
-        return ",".join(parts)
-
-    @staticmethod
-    def _object(values: list[tuple[str, Any, Kind]]) -> str:
-        items = sorted(values, key=lambda v: v[0].lower())
-        return (
-            "{"
-            + ",".join(
-                f'"{n}":'
-                + (_JSON_EMPTY.get(k, "null") if v is None or v == "" else _JSON_FORMAT[k](v))
-                for n, v, k in items
-            )
-            + "}"
-        )
+        self._sub_before = json_renderer(ordered[:split])
+        after = ordered[split + 1 :]
+        self._details_after = any(f.index == -2 for f in after)
+        details_at = next((i for i, f in enumerate(after) if f.index == -2), len(after))
+        self._sub_mid = json_renderer(after[:details_at])
+        self._sub_end = json_renderer(after[details_at + 1 :])
+        self._has_mid, self._has_end = details_at > 0, details_at + 1 < len(after)
 
     def begin(self) -> str:
         return '{"Invoices":['
@@ -250,57 +180,53 @@ class JsonWriter:
         return ("" if first else ",") + '{"Customers":['
 
     def invoice_end(self, invoice: Row, sales: tuple[int, int]) -> str:
-        totals = self._object(totals_values(invoice[s.H_TOTAL_EXCL], invoice[s.H_TOTAL_VAT]))
+        own = self._totals(totals_tuple(invoice[s.H_TOTAL_EXCL], invoice[s.H_TOTAL_VAT]))
+        totals = "{" + own + "}"
         if self.shape.consolidated:
-            totals = (
-                '{"TotalPurchases":'
-                + totals
-                + ',"TotalSales":'
-                + self._object(totals_values(*sales))
-                + "}"
-            )
+            sold = self._totals(totals_tuple(*sales))
+            totals = '{"TotalPurchases":{' + own + '},"TotalSales":{' + sold + "}}"
         return (
-            '],"Header":'
-            + self._object(header_values(invoice))
-            + ',"Receiver":'
-            + self._object(party_values(invoice[s.H_RECEIVER], RECEIVER))
-            + ',"Sender":'
-            + self._object(party_values(invoice[s.H_SENDER], SENDER))
-            + ',"Totals":'
+            '],"Header":{'
+            + self._header(header_tuple(invoice))
+            + '},"Receiver":{'
+            + self._receiver(invoice[s.H_RECEIVER])
+            + '},"Sender":{'
+            + self._sender(invoice[s.H_SENDER])
+            + '},"Totals":'
             + totals
             + "}"
         )
 
     def customer_start(self, row: Row, first: bool) -> str:
-        return (
-            ("" if first else ",") + "{" + self._render(self._customer, row) + ',"Subscriptions":['
-        )
+        return ("" if first else ",") + "{" + self._customer(row) + ',"Subscriptions":['
 
     def customer_end(self) -> str:
         return "]}"
 
     def subscription_start(self, row: Row, first: bool) -> str:
-        return (
-            ("" if first else ",") + "{" + self._render(self._sub_before, row) + ',"PriceLines":['
-        )
+        return ("" if first else ",") + "{" + self._sub_before(row) + ',"PriceLines":['
 
     def subscription_end(self, row: Row) -> str:
         parts = []
-        for f in self._sub_after:
-            if f.index == -2:
-                details = ",".join(self._object(d) for d in detail_rows(row[s.ATTRIBUTES]))
-                parts.append(f'"SubscriptionDetails":[{details}]')
-            else:
-                value = row[f.index]
-                parts.append(
-                    f'"{f.name}":'
-                    + (
-                        _JSON_EMPTY.get(f.kind, "null")
-                        if value is None or value == ""
-                        else _JSON_FORMAT[f.kind](value)
-                    )
-                )
+        if self._has_mid:
+            parts.append(self._sub_mid(row))
+        if self._details_after:
+            details = ",".join(
+                "{" + self._detail(d) + "}" for d in detail_tuples(row[s.ATTRIBUTES])
+            )
+            parts.append(f'"SubscriptionDetails":[{details}]')
+        if self._has_end:
+            parts.append(self._sub_end(row))
         return "]," + ",".join(parts) + "}" if parts else "]}"
 
     def line(self, row: Row, first: bool) -> str:
-        return ("" if first else ",") + "{" + self._render(self._line, row) + "}"
+        return ("" if first else ",") + "{" + self._line(row) + "}"
+
+
+def _cached_party(render: Render, names: tuple[str, ...]) -> Render:
+    # One sender on every invoice, a receiver on several in a row: render each text once.
+    @lru_cache(maxsize=PARTY_CACHE)
+    def party(raw: str) -> str:
+        return render(party_tuple(raw, names))
+
+    return party  # type: ignore[return-value]
