@@ -12,8 +12,12 @@ from tests.access_helpers import test_app
 
 # Reachable without an API key, on purpose. Portal pages (session login) belong here too.
 PUBLIC_PATHS = {"/healthz", "/readyz", "/api/openapi.json", "/api/docs",
-                "/api/docs/oauth2-redirect"}
-PUBLIC_PREFIXES = ("/static", "/portal")
+                "/api/docs/oauth2-redirect",
+                "/"}  # the portal's login page (tests/test_portal_pages.py checks the portal)
+# The XSDs describe the document format, not anybody's data.
+PUBLIC_PATHS.add("/api/schemas/{version}/{document}.xsd")
+# /api/static: the vendored Swagger UI files /api/docs loads.
+PUBLIC_PREFIXES = ("/static", "/portal", "/api/static")
 
 
 def unprotected(app: object) -> list[str]:

@@ -8,7 +8,9 @@ from fastapi.responses import PlainTextResponse
 from billing_api import __version__
 from billing_api.api import routes as document_routes
 from billing_api.api.deps import install_access
+from billing_api.api.docs_routes import install_docs
 from billing_api.api.problems import register_problem_handlers
+from billing_api.api.schema_routes import router as schema_router
 from billing_api.db import make_engine, make_session_factory
 from billing_api.settings import Settings
 
@@ -29,6 +31,8 @@ def create_app(settings: Settings) -> FastAPI:
     install_access(app)
     register_problem_handlers(app)
     app.include_router(document_routes.router)
+    app.include_router(schema_router)  # public: /api/schemas/{version}/{document}.xsd
+    install_docs(app)  # /api/openapi.json's extras, /api/docs and its static files
 
     @app.get("/healthz", include_in_schema=False, response_class=PlainTextResponse)
     def healthz() -> str:

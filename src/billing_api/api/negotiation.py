@@ -115,7 +115,8 @@ def subscription_id(request: Request) -> int:
             "subscriptionId is required: the id of one of your subscriptions",
             field="subscriptionId",
         )
-    if not value.strip().isdigit() or len(value.strip()) > 18:
+    # isdigit() alone admits '²', which int() refuses (a 500): ASCII digits only.
+    if not (value.strip().isascii() and value.strip().isdigit()) or len(value.strip()) > 18:
         raise InvalidInput(
             f"subscriptionId={value!r} is not a subscription id: use a whole number",
             field="subscriptionId",

@@ -1,81 +1,480 @@
-"""What the OpenAPI description says about each document endpoint's answers.
+"""What the OpenAPI description at ``/api/openapi.json`` says, beyond what FastAPI infers.
 
-Both media types of every document, and every error status with a problem-details example,
-so a partner's developer can integrate from ``/api/openapi.json`` alone.
+A partner's developer should be able to integrate from the description alone: both media types
+of every document (the JSON schemas are generated from ``export.documents``, so they follow the
+writers), every error status with problem-details examples in both formats, the response
+headers, and an introduction to keys, the whitelist, versions and the date rules.
+``install_openapi`` wraps ``app.openapi`` to add the shared schemas and to drop what FastAPI
+gets wrong for this API (a 422 it never sends, nullable query parameters).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
+from xml.sax.saxutils import escape
 
-PROBLEM_SCHEMA = {
+from fastapi import FastAPI
+
+from billing_api.api.versions import CURRENT, VERSIONS
+from billing_api.export import documents as d
+from billing_api.export.documents import Field, Kind
+
+JsonSchema = dict[str, Any]
+PROBLEM_XML_NAMESPACE = "urn:ietf:rfc:7807"
+EXAMPLE_PATH = f"/api/{CURRENT}/invoices"
+
+
+def _ref(name: str) -> JsonSchema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+PROBLEM_SCHEMA: JsonSchema = {
     "type": "object",
+    "description": "RFC 9457 problem details. As XML: a `problem` element in the "
+    f"`{PROBLEM_XML_NAMESPACE}` namespace holding the same fields as child elements.",
     "required": ["type", "title", "status", "detail", "code"],
     "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "code": {"type": "string"},
-        "instance": {"type": "string"},
-        "field": {"type": "string"},
+        "type": {"type": "string", "description": "Always `about:blank`: the status says it all."},
+        "title": {"type": "string", "description": "The HTTP reason phrase."},
+        "status": {"type": "integer", "description": "The HTTP status code."},
+        "detail": {"type": "string", "description": "What went wrong and what to do about it."},
+        "code": {"type": "string", "description": "Stable machine-readable reason."},
+        "instance": {"type": "string", "description": "The request path (never the query)."},
+        "field": {"type": "string", "description": "The parameter or header at fault, if any."},
+    },
+    "additionalProperties": False,
+    "xml": {"name": "problem", "namespace": PROBLEM_XML_NAMESPACE},
+}
+
+# Per status: (summary, [(code, detail, field), ...]) with the first example the typical one.
+ERRORS: dict[int, tuple[str, list[tuple[str, str, str | None]]]] = {
+    400: ("A parameter is malformed or impossible: `field` names it.", [
+        ("invalid_input", "startDate='20261301' is not a real calendar date", "startDate"),
+        ("invalid_input", "endDate 20260101 is before startDate 20261231: swap them or widen "
+         "the range", "endDate"),
+        ("invalid_input", "format='csv' is not supported: use format=xml or format=json",
+         "format"),
+        ("invalid_input", "subscriptionId is required: the id of one of your subscriptions",
+         "subscriptionId"),
+    ]),
+    401: ("No key, or a key (or download-link token) that is unknown, revoked or expired.", [
+        ("missing_key", "no API key: send it in the X-Api-Key header", None),
+        ("unknown_key", "the API key is not known: check it or create a new one", None),
+        ("revoked_key", "the API key has been revoked: create a new one under Your APIs", None),
+        ("expired_key", "the API key has expired: create a new one under Your APIs", None),
+    ]),
+    403: ("The API is not enabled for the account, or the caller's IP address is not "
+          "whitelisted (an empty whitelist refuses every call).", [
+        ("ip_not_whitelisted",
+         "no IP address is whitelisted for this account: add one under Your APIs", None),
+        ("ip_not_whitelisted", "your IP address 203.0.113.9 is not whitelisted for this "
+         "account: add it under Your APIs", None),
+        ("api_disabled", "the Billing API is not enabled for this account: the Account "
+         "Administrator can enable it under Your APIs", None),
+    ]),
+    404: ("Unknown version or endpoint, or a subscription that is not yours (or not in this "
+          "key's environment).", [
+        ("unknown_version", f"API version 'v9' does not exist: the current version is {CURRENT}",
+         None),
+        ("subscription_not_found",
+         "subscription 42 was not found for this account and environment", None),
+    ]),
+    406: ("`Accept` allows neither XML nor JSON (and no `format` was given).", [
+        ("not_acceptable", "Accept: 'text/html' allows neither XML nor JSON: send Accept: "
+         "application/xml or application/json (or format=xml|json)", "Accept"),
+    ]),
+    410: ("The version has reached End of Life (v1).", [
+        ("version_gone", "API version v1 has reached End of Life and is no longer served: "
+         f"use {CURRENT}, e.g. {EXAMPLE_PATH}", None),
+    ]),
+    429: ("Too many requests for this key: wait `Retry-After` seconds.", [
+        ("rate_limited", "too many requests for this API key: retry after 12 seconds", None),
+    ]),
+    503: ("The database is unavailable: retry after `Retry-After` seconds.", [
+        ("database_unavailable", "the database is unavailable: retry later", None),
+    ]),
+}
+RETRY_AFTER = {
+    "description": "Seconds to wait before retrying.",
+    "schema": {"type": "integer", "minimum": 1},
+    "example": 30,
+}
+WWW_AUTHENTICATE = {
+    "description": 'How to authenticate: `ApiKey header="X-Api-Key"`.',
+    "schema": {"type": "string"},
+}
+
+
+def problem_example(status: int, code: str, detail: str, field: str | None) -> dict[str, Any]:
+    """The body the API sends, as a dict (keys as ``api.problems`` writes them)."""
+    body: dict[str, Any] = {
+        "type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
+        "detail": detail, "code": code, "instance": EXAMPLE_PATH,
+    }
+    if field:
+        body["field"] = field
+    return body
+
+
+def problem_xml(body: dict[str, Any]) -> str:
+    inner = "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in body.items())
+    return (f'<?xml version="1.0" encoding="utf-8"?>\n'
+            f'<problem xmlns="{PROBLEM_XML_NAMESPACE}">{inner}</problem>')
+
+
+def error_responses() -> dict[int | str, dict[str, Any]]:
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status, (summary, cases) in ERRORS.items():
+        as_json: dict[str, Any] = {}
+        as_xml: dict[str, Any] = {}
+        for code, detail, field in cases:
+            name = code if code not in as_json else f"{code}_{len(as_json)}"
+            body = problem_example(status, code, detail, field)
+            as_json[name] = {"summary": detail, "value": body}
+            as_xml[name] = {"summary": detail, "value": problem_xml(body)}
+        response: dict[str, Any] = {
+            "description": f"{summary} Problem details: XML unless `format=json` or `Accept` "
+            "names JSON.",
+            "content": {
+                "application/problem+xml": {"schema": _ref("Problem"), "examples": as_xml},
+                "application/problem+json": {"schema": _ref("Problem"), "examples": as_json},
+            },
+        }
+        if status == 401:
+            response["headers"] = {"WWW-Authenticate": WWW_AUTHENTICATE}
+        if status in (429, 503):
+            response["headers"] = {"Retry-After": RETRY_AFTER}
+        responses[status] = response
+    return responses
+
+
+# --- documents ------------------------------------------------------------------------------
+
+DOCUMENT_SCHEMAS = {
+    "invoices": "PurchaseInvoices",
+    "customerinvoices": "CustomerInvoices",
+    "consolidatedinvoices": "ConsolidatedInvoices",
+    "subscriptiondetails": "SubscriptionDetails",
+}
+DOCUMENT_HEADERS = {
+    "Content-Disposition": {
+        "description": "Always an attachment: "
+        '`attachment; filename="<endpoint>_<version>_<startDate>_<endDate>.<xml|json>"`.',
+        "schema": {"type": "string"},
+        "example": 'attachment; filename="invoices_v4_20260801_20261031.xml"',
+    },
+    "X-Api-Version": {"description": "The version that answered.",
+                      "schema": {"type": "string"}, "example": CURRENT},
+    "Vary": {"description": "`Accept`: the format depends on it.",
+             "schema": {"type": "string"}, "example": "Accept"},
+    "Deprecation": {
+        "description": "On deprecated versions (v2) only: since when (RFC 9745, `@` + Unix time).",
+        "schema": {"type": "string"}, "example": "@1735689600",
+    },
+    "Link": {
+        "description": "On deprecated versions only: the same document in the current version.",
+        "schema": {"type": "string"},
+        "example": f'</api/{CURRENT}/invoices>; rel="successor-version"',
     },
 }
-ERRORS = {
-    400: ("invalid_input", "startDate='2026-13-01' is not a real calendar date"),
-    401: ("unknown_key", "the API key is not known: check it or create a new one"),
-    403: (
-        "ip_not_whitelisted",
-        "no IP address is whitelisted for this account: add one under Your APIs",
-    ),
-    404: ("unknown_version", "API version 'v9' does not exist: the current version is v4"),
-    406: ("not_acceptable", "Accept: 'text/html' allows neither XML nor JSON"),
-    410: ("version_gone", "API version v1 has reached End of Life and is no longer served: use v4"),
-    429: ("rate_limited", "too many requests for this key: retry after 12 seconds"),
-    503: ("database_unavailable", "the database is unavailable: retry later"),
+V4_ONLY = "v4 only."
+_SCALARS: dict[Kind, JsonSchema] = {
+    Kind.TEXT: {"type": "string"},
+    Kind.DATE: {"type": "string", "pattern": "^([0-9]{8})?$",
+                "description": "YYYYMMDD (empty string when there is none)."},
+    Kind.INT: {"type": ["integer", "null"]},
+    Kind.MONEY: {"type": ["number", "null"],
+                 "description": "Exact decimal, at least two fraction digits."},
+    Kind.PLAIN: {"type": ["number", "null"]},
+    Kind.BOOL: {"type": "boolean"},
 }
-XML_EXAMPLES = {
-    "invoices": "<InvoiceResponse><Invoice><Header>…</Header>…</Invoice></InvoiceResponse>",
-    "customerinvoices": "<InvoiceResponse><Invoice>…</Invoice></InvoiceResponse>",
-    "consolidatedinvoices": "<ConsolidatedInvoice><Invoices><Invoice>…</Invoice></Invoices>"
-    "</ConsolidatedInvoice>",
-    "subscriptiondetails": "<SubscriptionDetails><Subscription>…</Subscription>"
-    "</SubscriptionDetails>",
+FIELD_EXAMPLES: dict[str, Any] = {
+    "InvoiceID": "PI-2026-000123", "Date": "20261123", "ExpirationDate": "20261223",
+    "Currency": "EUR", "CountryCode": "NL", "LanguageCode": "en", "SKU": "MS-365-BP-M",
+    "UnitPrice": 10.5, "Quantity": 3, "ChargeType": "Cycle Fee", "StartDate": "20261101",
+    "EndDate": "20261130", "TypeIdentifier": 1,
 }
 
 
-def _document_schema(endpoint: str) -> dict[str, Any]:
-    if endpoint == "subscriptiondetails":
-        keys = ["Resources", "ServicePlan", "ServicePlanPeriod", "Subscription"]
-        return {"type": "object", "properties": {k: {"type": ["object", "array"]} for k in keys}}
+def _scalar(name: str, kind: Kind, v4_only: bool = False) -> JsonSchema:
+    schema = dict(_SCALARS[kind])
+    if name in FIELD_EXAMPLES:
+        schema["examples"] = [FIELD_EXAMPLES[name]]
+    if v4_only:
+        schema["description"] = f"{schema.get('description', '')} {V4_ONLY}".strip()
+    return schema
+
+
+def _object(fields: Iterable[tuple[str, JsonSchema]], required: Iterable[str],
+            xml_name: str | None = None, description: str | None = None) -> JsonSchema:
+    schema: JsonSchema = {"type": "object", "properties": dict(fields),
+                          "required": sorted(required), "additionalProperties": False}
+    if xml_name:
+        schema["xml"] = {"name": xml_name}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _record(fields: tuple[Field, ...], v2_fields: tuple[Field, ...], xml_name: str,
+            extra: Iterable[tuple[str, JsonSchema]] = (),
+            extra_required: Iterable[str] = ()) -> JsonSchema:
+    v2 = {f.name for f in v2_fields}
+    properties = [(f.name, _scalar(f.name, f.kind, f.name not in v2)) for f in fields]
+    return _object([*properties, *extra], [*v2, *extra_required], xml_name)
+
+
+def _named(names: tuple[str, ...], xml_name: str) -> JsonSchema:
+    return _object(((n, _scalar(n, Kind.INT if n in d.INTEGER_HEADER_FIELDS else Kind.TEXT))
+                    for n in names), names, xml_name)
+
+
+def _list(item: JsonSchema, wrapper: str | None, item_name: str) -> JsonSchema:
+    items = {**item, "xml": {"name": item_name}} if "$ref" not in item else item
+    schema: JsonSchema = {"type": "array", "items": items}
+    schema["xml"] = {"name": wrapper, "wrapped": True} if wrapper else {"wrapped": False}
+    return schema
+
+
+def _invoice_schemas(endpoint: str, prefix: str) -> dict[str, JsonSchema]:
+    v4, v2 = d.invoice_shape(endpoint, True), d.invoice_shape(endpoint, False)
+    totals = _object(((n, _scalar(n, Kind.MONEY)) for n in d.TOTALS), d.TOTALS, "Totals")
+    if v4.consolidated:
+        totals = _object([("TotalPurchases", {**totals, "xml": {"name": "TotalPurchases"}}),
+                          ("TotalSales", {**totals, "xml": {"name": "TotalSales"}})],
+                         ["TotalPurchases", "TotalSales"], "Totals")
+    detail = _object(((n, _scalar(n, Kind.BOOL if n == "noshow" else Kind.TEXT))
+                      for n in d.DETAIL), d.DETAIL, "SubscriptionDetail",
+                     "A configuration attribute of the subscription (e.g. vCPU, disk size); "
+                     "`noshow` is true where the printed invoice leaves it out.")
+    details_list = {**_list(_ref("SubscriptionDetail"), "SubscriptionDetails",
+                            "SubscriptionDetail"), "description": V4_ONLY}
+    line = _record(v4.line, v2.line, "PriceLine")
+    subscription = _record(v4.subscription, v2.subscription, "Subscription", [
+        ("SubscriptionDetails", details_list),
+        ("PriceLines", _list(_ref(f"{prefix}PriceLine"), "PriceLines", "PriceLine")),
+    ], ["PriceLines"])
+    customer = _record(v4.customer, v2.customer, "Customer", [
+        ("Subscriptions", _list(_ref(f"{prefix}Subscription"), "Subscriptions", "Subscription")),
+    ], ["Subscriptions"])
+    invoice = _object([
+        ("Header", _ref("InvoiceHeader")),
+        ("Sender", _ref("InvoiceSender")),
+        ("Receiver", _ref("InvoiceReceiver")),
+        ("Customers", _list(_ref(f"{prefix}Customer"), "Customers", "Customer")),
+        ("Totals", totals),
+    ], ["Header", "Sender", "Receiver", "Customers", "Totals"], "Invoice")
+    document = _object(
+        [("Invoices", _list(_ref(f"{prefix}Invoice"), v4.xml_invoices_wrapper, "Invoice"))],
+        ["Invoices"], v4.xml_root,
+        f"JSON: `{{\"Invoices\": [...]}}`, keys sorted ignoring case. XML: root "
+        f"`{v4.xml_root}`; see also the XSD per version.")
     return {
-        "type": "object",
-        "required": ["Invoices"],
-        "properties": {"Invoices": {"type": "array", "items": {"type": "object"}}},
+        DOCUMENT_SCHEMAS[endpoint]: document, f"{prefix}Invoice": invoice,
+        f"{prefix}Customer": customer, f"{prefix}Subscription": subscription,
+        f"{prefix}PriceLine": line, "SubscriptionDetail": detail,
+        "InvoiceHeader": _named(d.HEADER, "Header"),
+        "InvoiceSender": _named(d.SENDER, "Sender"),
+        "InvoiceReceiver": _named(d.RECEIVER, "Receiver"),
     }
+
+
+def _details_schemas() -> dict[str, JsonSchema]:
+    text, integer = {"type": "string"}, {"type": "integer"}
+    number, date = {"type": "number"}, _SCALARS[Kind.DATE]
+    translations = _list(_ref("Translation"), None, "Translation")
+    translations["xml"] = {"wrapped": True}
+
+    def obj(xml_name: str, **props: JsonSchema) -> JsonSchema:
+        return _object(props.items(), props, xml_name)
+
+    rate_period = obj("ResourceRatePeriod", RatePeriodId=integer, Term=integer, TermType=text,
+                      BillingPeriod=integer, BillingPeriodType=text, SKU=text)
+    rate_period = {**rate_period, "type": ["object", "null"],
+                   "description": "v4 only; null where the plan does not price per rate "
+                   "period. `RatePeriodId` equals `RatePeriodID` on invoice lines."}
+    resource = obj(
+        "Resource", ResourceId=integer, ResourceName=translations, IncludedValue=number,
+        Amount=number, Manufacturer=text, ManufacturerName=text, MPNumber=text,
+        MeasureUnit=translations,
+        ResourceRate=obj("ResourceRate", PlanRateId=integer, SetupSKU=text, RecurringSKU=text,
+                         OveruseSKU=text, CancellationSKU=text),
+        ResourceRatePeriod=rate_period)
+    resource["required"].remove("ResourceRatePeriod")
+    document = obj(
+        "SubscriptionDetails",
+        Subscription=obj("Subscription", SubscriptionId=integer, StartDate=date,
+                         ExpirationDate=date, Period=integer, PeriodType=text,
+                         BillingPeriod=integer, BillingPeriodType=text),
+        ServicePlan=obj("ServicePlan", PlanId=integer, PlanName=translations,
+                        PlanCategoryId=integer, PlanCategoryName=text),
+        ServicePlanPeriod=obj("ServicePlanPeriod", PlanPeriodId=integer, SetupSKU=text,
+                              SubscriptionSKU=text, RenewalSKU=text, TransferSKU=text,
+                              CancellationSKU=text),
+        Resources=_list(_ref("Resource"), "Resources", "Resource"))
+    document["description"] = ("JSON: this object itself, keys sorted ignoring case. XML: root "
+                               "`SubscriptionDetails` with the same children.")
+    return {
+        "SubscriptionDetails": document, "Resource": resource,
+        "Translation": obj("Translation", Value=text, Name=text),
+    }
+
+
+def component_schemas() -> dict[str, JsonSchema]:
+    """Every schema the operations refer to, by name."""
+    schemas: dict[str, JsonSchema] = {"Problem": PROBLEM_SCHEMA}
+    for endpoint, prefix in (("invoices", "Purchase"), ("customerinvoices", "Customer"),
+                             ("consolidatedinvoices", "Consolidated")):
+        schemas.update(_invoice_schemas(endpoint, prefix))
+    schemas.update(_details_schemas())
+    return schemas
 
 
 def document_responses(endpoint: str) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` of one document route: the document in both formats, and errors."""
+    schema = _ref(DOCUMENT_SCHEMAS[endpoint])
     responses: dict[int | str, dict[str, Any]] = {
         200: {
-            "description": "The document, as a file (Content-Disposition: attachment). XML "
-            "unless format=json or Accept: application/json.",
+            "description": "The whole document, as a file. XML unless `format=json` or "
+            "`Accept: application/json`.",
+            "headers": DOCUMENT_HEADERS,
             "content": {
-                "application/xml": {
-                    "schema": {"type": "string"},
-                    "example": XML_EXAMPLES[endpoint],
-                },
-                "application/json": {"schema": _document_schema(endpoint)},
+                "application/xml": {"schema": schema},
+                "application/json": {"schema": schema},
             },
         },
     }
-    for status, (code, detail) in ERRORS.items():
-        example = {"type": "about:blank", "status": status, "code": code, "detail": detail}
-        responses[status] = {
-            "description": detail,
-            "content": {
-                "application/problem+json": {"schema": PROBLEM_SCHEMA, "example": example},
-                "application/problem+xml": {"schema": {"type": "string"}},
-            },
-        }
+    responses.update(error_responses())
     return responses
+
+
+# --- the description as a whole -------------------------------------------------------------
+
+VERSION_NOTES = {
+    "v1": "not served: every call answers 410 Gone",
+    "v2": "all four documents; answers carry `Deprecation` and a `Link` to the current version",
+    "v3": "same document shapes as v2",
+    "v4": "adds `RatePeriodID`, `SubPONumber`, `ChargeType`, `BillingFrequency` and "
+    "`InvoiceRowHash` on lines, `SubscriptionPONumber` and `SubscriptionDetails` on "
+    "subscriptions, `ResourceRatePeriod` in subscriptiondetails",
+}
+INTRODUCTION = """\
+Download your invoices as files, to automate your own invoicing and bookkeeping:
+**purchase invoices** (what the distributor bills you, one per vendor), the matching **customer
+invoices** (one per customer and vendor, at your sales prices), **consolidated invoices**
+(purchase lines with their sales figures) and the **details of one subscription**.
+
+## Access
+1. The **Account Administrator** enables the Billing API under profile → *Your APIs*; nobody
+   else can, and until then every call is refused (403).
+2. **Whitelist at least one IP address** (IPv4 or IPv6, single address or CIDR range) under
+   *Your APIs*. With an empty whitelist every call is refused, even with a valid key.
+3. **Generate a key** there, for one environment: `production` (your real data) or `sandbox`
+   (fictional example data of the same shape, for integration testing). A key only ever sees
+   its own environment. The secret is shown once; keys can expire and can be revoked.
+4. Send the key in the **`X-Api-Key` header** on every call (here: *Authorize*). Download links
+   made by the portal's endpoint explorer carry a short-lived signed `token` instead; they obey
+   the same rules.
+
+Calls are limited to {rate} per minute per key; past that the answer is 429 with `Retry-After`.
+
+## Versions
+| version | status | |
+| --- | --- | --- |
+{versions}
+
+A new version exists only for a breaking change; older versions keep their exact shape.
+
+## Dates
+`startDate` and `endDate` (`YYYYMMDD`; `YYYY-MM-DD` is accepted too) filter on the
+**invoice date**, the day an invoice was issued, **inclusive at both ends**; not on the service
+period its lines cover (October's usage is typically invoiced around 23 November). Both
+missing: the three months up to today. Only `endDate`: from three months before it. Only
+`startDate`: up to today. A malformed or impossible date, or an end before the start, is a 400
+naming the parameter.
+
+## Formats
+**XML is the default** (no `Accept`, `*/*`, `application/xml` or `text/xml`); JSON with
+`Accept: application/json`. `format=xml|json` in the query wins over `Accept`; an `Accept`
+allowing neither is 406. XML is UTF-8 with a declaration and writes empty values as empty
+elements; JSON keys are sorted ignoring case; amounts are exact decimals; dates are `YYYYMMDD`
+text. Every document is one whole file (`Content-Disposition: attachment`), and the same request
+over the same data returns the same bytes.
+
+## Errors
+RFC 9457 problem details in the negotiated format (`application/problem+xml`, or
+`application/problem+json` with `format=json` or a JSON `Accept`): `status`, `title`, a
+`detail` saying what to do, a stable `code` for programs, and `field` when one parameter is at
+fault.
+"""
+
+
+def api_description(rate_limit_per_minute: int) -> str:
+    versions = "\n".join(f"| `{v.name}` | {v.status} | {VERSION_NOTES.get(v.name, '')} |"
+                         for v in VERSIONS.values())
+    return INTRODUCTION.format(rate=rate_limit_per_minute, versions=versions)
+
+
+TAGS = [{"name": "documents", "description": "The four documents, each as XML or JSON."}]
+# Parameters the routes read themselves (to answer 400 with our own message): the description
+# says what the contract requires rather than what FastAPI would enforce.
+REQUIRED_QUERY = frozenset({"subscriptionId"})
+# The alternative to the header (api/deps.py): declared so the description tells the whole truth.
+DOWNLOAD_LINK_SCHEME = {
+    "type": "apiKey",
+    "in": "query",
+    "name": "token",
+    "description": "A short-lived signed token in a download link made by the portal's "
+    "endpoint explorer, bound to one key and to that exact request (you do not build it).",
+}
+
+
+def _tidy_parameter(parameter: dict[str, Any]) -> None:
+    schema = parameter.get("schema", {})
+    branches = [b for b in schema.get("anyOf", []) if b != {"type": "null"}]
+    if len(branches) == 1:  # ``str | None`` on an optional parameter: null is never sent
+        del schema["anyOf"]
+        schema.update(branches[0])
+    schema.pop("title", None)
+    if "example" not in parameter and schema.get("examples"):
+        parameter["example"] = schema["examples"][0]  # what Swagger UI offers in "Try it out"
+    if parameter["name"] in REQUIRED_QUERY:
+        parameter["required"] = True
+
+
+def polish(schema: dict[str, Any]) -> dict[str, Any]:
+    """Fix up FastAPI's description in place (and return it)."""
+    schema["servers"] = [{"url": "/"}]
+    named = {tag["name"] for tag in schema.get("tags", [])}
+    schema["tags"] = [*schema.get("tags", []), *(t for t in TAGS if t["name"] not in named)]
+    components = schema.setdefault("components", {})
+    components.setdefault("schemas", {}).update(component_schemas())
+    components.setdefault("securitySchemes", {})["DownloadLink"] = DOWNLOAD_LINK_SCHEME
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            if {"ApiKey": []} in operation.get("security", []):
+                operation["security"].append({"DownloadLink": []})
+            # Validation errors are answered 400 with problem details (api/problems.py).
+            operation.get("responses", {}).pop("422", None)
+            for parameter in operation.get("parameters", []):
+                _tidy_parameter(parameter)
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components["schemas"].pop(unused, None)
+    return schema
+
+
+def install_openapi(app: FastAPI, rate_limit_per_minute: int) -> None:
+    """Give ``app`` its introduction and the polished description (built once, on first use)."""
+    app.description = api_description(rate_limit_per_minute)
+    generate: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = polish(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import Depends, Query, Request, Response, Security
+from fastapi import Depends, Path, Query, Request, Response, Security
 from fastapi.responses import StreamingResponse
 from fastapi.security import APIKeyHeader
 
@@ -18,7 +18,7 @@ from billing_api.api import negotiation
 from billing_api.api.deps import CallerDep, api_router
 from billing_api.api.errors import VersionGone
 from billing_api.api.openapi_docs import document_responses
-from billing_api.api.versions import CURRENT, VERSIONS, ApiVersion
+from billing_api.api.versions import CURRENT, SERVED, VERSIONS, ApiVersion
 from billing_api.db import transaction
 from billing_api.errors import NotFound
 from billing_api.export import details
@@ -29,11 +29,27 @@ MEDIA_TYPES = {"xml": "application/xml; charset=utf-8", "json": "application/jso
 
 # Declared for the OpenAPI description only: the router's dependency does the checking.
 api_key_header = APIKeyHeader(
-    name="X-Api-Key", auto_error=False, description="The API key generated under Your APIs."
+    name="X-Api-Key",
+    scheme_name="ApiKey",
+    auto_error=False,
+    description="The API key generated under Your APIs (profile), for one environment "
+    "(production or sandbox). Works only from a whitelisted IP address.",
 )
+DATE_PATTERN = "^[0-9]{4}-?[0-9]{2}-?[0-9]{2}$"
 
 
-def resolve_version(version: str, request: Request) -> ApiVersion:
+def resolve_version(
+    version: Annotated[
+        str,
+        Path(
+            description=f"The API version: {', '.join(SERVED)} are served ({CURRENT} is "
+            "current, v2 is deprecated); v1 answers 410 Gone, an unknown version 404.",
+            examples=[CURRENT],
+            json_schema_extra={"enum": list(SERVED)},
+        ),
+    ],
+    request: Request,
+) -> ApiVersion:
     """The requested version; 404 for an unknown one, 410 for one no longer served."""
     found = VERSIONS.get(version)
     if found is None:
@@ -57,23 +73,29 @@ StartDate = Annotated[
     str | None,
     Query(
         alias="startDate",
-        description="First invoice date, inclusive: YYYYMMDD (or YYYY-MM-DD). "
-        "Default: three months before endDate.",
+        description="First invoice date (the day an invoice was issued), inclusive: "
+        "YYYYMMDD or YYYY-MM-DD. Default: three months before endDate.",
         examples=["20260801"],
+        json_schema_extra={"pattern": DATE_PATTERN},
     ),
 ]
 EndDate = Annotated[
     str | None,
     Query(
         alias="endDate",
-        description="Last invoice date, inclusive: YYYYMMDD (or YYYY-MM-DD). Default: today.",
+        description="Last invoice date (the day an invoice was issued), inclusive: "
+        "YYYYMMDD or YYYY-MM-DD. Default: today.",
         examples=["20261031"],
+        json_schema_extra={"pattern": DATE_PATTERN},
     ),
 ]
 Format = Annotated[
     str | None,
     Query(
-        alias="format", description="xml or json; wins over the Accept header.", examples=["json"]
+        alias="format",
+        description="xml or json; wins over the Accept header. Default: from Accept, else xml.",
+        examples=["json"],
+        json_schema_extra={"enum": ["xml", "json"]},
     ),
 ]
 ApiKey = Annotated[str | None, Security(api_key_header)]
@@ -154,8 +176,10 @@ def subscription_details(
         str | None,
         Query(
             alias="subscriptionId",
-            description="The subscription's id (SubscriptionID on invoice documents).",
+            description="Required: the subscription's id (SubscriptionID on invoice "
+            "documents). One of another partner or environment is 404, like a missing one.",
             examples=["42"],
+            json_schema_extra={"pattern": "^[0-9]{1,18}$"},
         ),
     ] = None,
     start_date: StartDate = None,
