@@ -343,3 +343,36 @@ def test_key_environment_scopes_documents(
     production = get(world, "/api/v4/invoices", format="json", **ALL_2026).json()
     numbers = {i["Header"]["InvoiceID"] for i in production["Invoices"]}
     assert numbers and not any("-SBX-" in n for n in numbers)
+
+
+def test_a_database_failure_mid_stream_aborts_the_transfer(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client must see a broken download, never a well-formed but truncated document.
+
+    The failure is injected into the real row stream after its first rows (issue 8 stops a
+    real PostgreSQL server mid-download)."""
+    from sqlalchemy.exc import OperationalError
+
+    from billing_api.export import source, stream
+
+    real_stream = source.stream
+
+    def failing_stream(connection: object, stmt: object) -> Iterator[object]:
+        for n, row in enumerate(real_stream(connection, stmt)):  # type: ignore[arg-type]
+            if n == 3:
+                raise OperationalError("SELECT …", {}, Exception("server closed the connection"))
+            yield row
+
+    monkeypatch.setattr(stream.s, "stream", failing_stream)
+    monkeypatch.setattr(stream, "LINES_PER_CHUNK", 1)  # the first bytes leave before the failure
+    received = b""
+    with pytest.raises(httpx.RemoteProtocolError):  # noqa: PT012 - reading is what fails
+        with httpx.stream("GET", world.base + "/api/v4/invoices",
+                          params=ALL_2026, headers={"X-Api-Key": world.partner.secret},
+                          timeout=30) as response:
+            assert response.status_code == 200
+            for chunk in response.iter_bytes():
+                received += chunk
+    assert received.startswith(b"<?xml")
+    assert not received.rstrip().endswith(b"</InvoiceResponse>")

@@ -39,20 +39,24 @@ def invoice_document(
     """Yield the document in chunks; closes ``connection`` when done or abandoned."""
     writer: XmlWriter | JsonWriter = XmlWriter(shape) if fmt == "xml" else JsonWriter(shape)
     dialect = connection.dialect.name
+    invoices = s.stream(connection, s.invoice_query(dialect, shape.kind, scope))
+    lines = s.stream(
+        connection,
+        s.line_query(
+            dialect,
+            shape.kind,
+            scope,
+            with_attributes=shape.subscription_details,
+            with_sales=shape.consolidated,
+        ),
+    )
     try:
-        invoices = s.stream(connection, s.invoice_query(dialect, shape.kind, scope))
-        lines = s.stream(
-            connection,
-            s.line_query(
-                dialect,
-                shape.kind,
-                scope,
-                with_attributes=shape.subscription_details,
-                with_sales=shape.consolidated,
-            ),
-        )
         yield from _merge(writer, shape, invoices, lines)
     finally:
+        # Close the cursors (the header stream is never read to its end) before the
+        # connection, or they would be closed later on a closed connection.
+        lines.close()
+        invoices.close()
         connection.close()
 
 
