@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import Mount, Route
 
 from billing_api.api.deps import is_protected
@@ -13,7 +13,7 @@ from tests.access_helpers import test_app
 # Reachable without an API key, on purpose. Portal pages (session login) belong here too.
 PUBLIC_PATHS = {"/healthz", "/readyz", "/api/openapi.json", "/api/docs",
                 "/api/docs/oauth2-redirect",
-                "/"}  # the portal's login page (tests/test_portal_pages.py checks the portal)
+                "/"}  # the portal's login page (tests/test_portal_session.py walks the portal)
 # The XSDs describe the document format, not anybody's data.
 PUBLIC_PATHS.add("/api/schemas/{version}/{document}.xsd")
 # /api/static: the vendored Swagger UI files /api/docs loads.
@@ -22,8 +22,10 @@ PUBLIC_PREFIXES = ("/static", "/portal", "/api/static")
 
 def unprotected(app: object) -> list[str]:
     found = []
-    for route in app.routes:  # type: ignore[attr-defined]
-        path = getattr(route, "path", "")
+    # FastAPI keeps an included router as one entry: walk the routes inside it too.
+    for context in iter_route_contexts(app.routes):  # type: ignore[attr-defined]
+        route = context.original_route
+        path = context.path or ""
         if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             continue
         if isinstance(route, APIRoute) and is_protected(route.dependant):
@@ -46,3 +48,22 @@ def test_the_walk_catches_an_unprotected_api_route(settings: Settings) -> None:
         return "leak"
 
     assert unprotected(app) == ["/api/{version}/forgotten"]
+
+
+def test_the_walk_sees_routes_inside_included_routers(settings: Settings) -> None:
+    from fastapi import APIRouter
+
+    app = test_app(settings)
+    router = APIRouter(prefix="/api/{version}")
+
+    @router.get("/leak")
+    def leak() -> str:
+        return "leak"
+
+    app.include_router(router)
+    assert unprotected(app) == ["/api/{version}/leak"]
+
+
+def test_the_walk_sees_the_document_routes(settings: Settings) -> None:
+    paths = {c.path for c in iter_route_contexts(create_app(settings).routes)}
+    assert "/api/{version}/invoices" in paths and "/api/{version}/subscriptiondetails" in paths

@@ -12,6 +12,7 @@ from billing_api.api.docs_routes import install_docs
 from billing_api.api.problems import register_problem_handlers
 from billing_api.api.schema_routes import router as schema_router
 from billing_api.db import make_engine, make_session_factory
+from billing_api.portal import install_portal
 from billing_api.settings import Settings
 
 
@@ -31,6 +32,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_access(app)
     register_problem_handlers(app)
     app.include_router(document_routes.router)
+    install_portal(app)
     app.include_router(schema_router)  # public: /api/schemas/{version}/{document}.xsd
     install_docs(app)  # /api/openapi.json's extras, /api/docs and its static files
 

@@ -30,6 +30,9 @@ class EventType(StrEnum):
     WHITELIST_REMOVED = "whitelist_removed"
     API_DENIED = "api_denied"
     LOGIN_FAILED = "login_failed"
+    # A portal action refused to a logged-in user (not the Account Administrator, no API
+    # permission, a form without its CSRF token).
+    PORTAL_DENIED = "portal_denied"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,30 @@
+"""The partner portal: server-rendered pages (Jinja2, vendored htmx) on the API's own app.
+
+``install_portal(app)`` mounts the pages (``/`` and ``/portal/…``) and the static files
+(``/static``), and creates the per-app state the pages need (templates, login throttle).
+The pages add no rules: every decision is an ``access`` service's. See docs/portal.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
+
+from billing_api.access.ratelimit import LoginThrottle, SlidingWindowLimiter
+from billing_api.portal import access_pages, admin_pages, explorer, pages
+from billing_api.portal.web import install_templates
+
+STATIC = Path(__file__).parent / "static"
+ROUTERS = (pages.router, access_pages.router, explorer.router, admin_pages.router)
+
+
+def install_portal(app: FastAPI) -> None:
+    """Mount the portal on ``app`` (after ``app.state.settings`` is set)."""
+    install_templates(app, app.state.settings)
+    app.state.portal_login_throttle = LoginThrottle()
+    app.state.portal_audit_limiter = SlidingWindowLimiter()
+    for router in ROUTERS:
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -1,0 +1,142 @@
+"""Login, logout, the profile and its "Your APIs" tab (where the API is switched on).
+
+Logins are throttled per e-mail and per address (``access.ratelimit.LoginThrottle``); every
+wrong attempt writes a ``login_failed`` audit row and gets the same message whether or not
+the e-mail exists (the password is verified against a dummy hash when it does not).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from sqlalchemy import func, select
+from starlette.responses import Response
+
+from billing_api.access import audit, keys, permissions
+from billing_api.access.errors import RateLimited
+from billing_api.access.models import Company, User, WhitelistEntry
+from billing_api.access.passwords import verify_password
+from billing_api.access.ratelimit import LoginThrottle, SlidingWindowLimiter
+from billing_api.db import transaction
+from billing_api.portal import session as cookies
+from billing_api.portal.web import (
+    PortalRoute,
+    ViewerDep,
+    db,
+    find_viewer,
+    redirect,
+    render,
+    settings_of,
+    visitor_address,
+)
+
+router = APIRouter(route_class=PortalRoute, include_in_schema=False)
+
+WRONG_LOGIN = "Wrong e-mail or password."
+PROFILE = "/portal/profile"
+YOUR_APIS = "/portal/profile/apis"
+
+
+@router.get("/")
+def login_page(request: Request) -> Response:
+    """The login form, or the profile when the visitor is logged in already."""
+    if find_viewer(request) is not None:
+        return redirect(request, PROFILE)
+    return render(request, "login.html", title="Log in")
+
+
+def _login_form(request: Request, status: int, message: str = "",
+                errors: dict[str, str] | None = None, email: str = "") -> Response:
+    return render(request, "login.html", status, title="Log in", form_error=message,
+                  errors=errors or {}, values={"email": email})
+
+
+@router.post("/portal/login")
+def log_in(request: Request, email: Annotated[str, Form()] = "",
+           password: Annotated[str, Form()] = "") -> Response:
+    wanted = email.strip().lower()
+    missing = {name: text for name, value, text in (
+        ("email", wanted, "Enter your e-mail address."),
+        ("password", password, "Enter your password.")) if not value}
+    if missing:
+        return _login_form(request, 400, errors=missing, email=email.strip())
+    throttle: LoginThrottle = request.app.state.portal_login_throttle
+    address = visitor_address(request) or "unknown"
+    try:
+        throttle.check(wanted, address)
+    except RateLimited as exc:
+        limiter: SlidingWindowLimiter = request.app.state.portal_audit_limiter
+        # One row a minute per e-mail and address: a password-guessing script must not turn
+        # the audit table into a copy of its attempts.
+        if limiter.hit(f"throttled:{wanted}:{address}", 1, 60.0).allowed:
+            _audit_failure(request, wanted, address, "throttled")
+        response = _login_form(request, 429, exc.message, email=email.strip())
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    settings = settings_of(request)
+    with transaction(request.app.state.session_factory) as session:
+        row = session.execute(
+            select(User.id, User.password_hash, User.is_active, Company.kind)
+            .join(Company, Company.id == User.company_id).where(User.email == wanted)
+        ).one_or_none()
+    # Always one argon2 verify, so an unknown e-mail takes as long as a known one.
+    correct = verify_password(row.password_hash if row else None, password)
+    if row is None or not correct or not row.is_active or row.kind != "partner":
+        throttle.failed(wanted, address)
+        _audit_failure(request, wanted, address, "bad_credentials")
+        return _login_form(request, 400, WRONG_LOGIN, email=email.strip())
+    throttle.succeeded(wanted)
+    request.state.portal_session = cookies.log_in(settings, row.id, row.password_hash)
+    return redirect(request, PROFILE)
+
+
+def _audit_failure(request: Request, email: str, address: str, reason: str) -> None:
+    session = db(request)
+    user = session.scalar(select(User).where(User.email == email))
+    # The typed value is kept only when it names an account: a password typed into the
+    # e-mail field must not end up in the audit table.
+    audit.record(session, audit.EventType.LOGIN_FAILED,
+                 company_id=user.company_id if user else None,
+                 client_address=address, path=request.url.path, reason=reason,
+                 detail=user.email if user else "unknown e-mail")
+
+
+@router.post("/portal/logout")
+def log_out(request: Request) -> Response:
+    request.state.portal_session = cookies.PortalSession.fresh()
+    return redirect(request, "/", "You are logged out.")
+
+
+@router.get(PROFILE)
+def profile(request: Request, viewer: ViewerDep) -> Response:
+    return render(request, "profile.html", title="Profile", user=viewer.user,
+                  company=viewer.company, tab="details")
+
+
+def _admins(viewer_company: Company) -> list[User]:
+    return [u for u in viewer_company.users if u.is_account_admin and u.is_active]
+
+
+@router.get(YOUR_APIS)
+def your_apis(request: Request, viewer: ViewerDep) -> Response:
+    company = viewer.company
+    active_keys = [k for k in keys.list_keys(viewer.db, company)
+                   if keys.key_status(k) == "active"]
+    entries = viewer.db.scalar(select(func.count()).select_from(WhitelistEntry).where(
+        WhitelistEntry.company_id == company.id)) or 0
+    return render(request, "apis.html", title="Your APIs", company=company,
+                  admins=_admins(company), tab="apis", active_keys=len(active_keys),
+                  whitelist_entries=entries)
+
+
+@router.post(f"{YOUR_APIS}/enable")
+def enable_api(request: Request, viewer: ViewerDep) -> Response:
+    """Switch the Billing API on: the access service refuses anyone but the Account
+    Administrator (403 page, audited)."""
+    permissions.set_api_enabled(viewer.db, viewer.company, viewer.user, True,
+                                client_address=visitor_address(request))
+    return redirect(request, YOUR_APIS,
+                    "The Billing API is enabled. Next: create an API key and whitelist the "
+                    "IP address your software calls from.")
+

@@ -1,0 +1,311 @@
+"""What every portal page shares: the route class, the request's transaction, who is logged
+in, template rendering, and the one place where errors become pages.
+
+``PortalRoute`` wraps each portal route so that, by construction:
+
+* every POST is refused (403 page) unless its ``csrf_token`` matches the session's;
+* the request is one transaction (``BEGIN IMMEDIATE`` on SQLite for a POST), committed when
+  the route returns and rolled back when it raises;
+* a domain error becomes a page (403 for a refused action, with a ``portal_denied`` audit row
+  written in its own transaction; 404, 409, 429 …), never the API's problem document;
+* the session cookie is written when it changed, and every answer carries ``no-store`` and a
+  Content-Security-Policy that allows nothing from another host.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Callable, Coroutine
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+from fastapi import Depends, Request
+from fastapi.routing import APIRoute
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from billing_api.access import audit, permissions
+from billing_api.access.client_address import client_address
+from billing_api.access.errors import RateLimited
+from billing_api.access.models import Company, User
+from billing_api.db import transaction
+from billing_api.errors import BillingError, Conflict, NotFound, PermissionDenied
+from billing_api.portal import session as cookies
+from billing_api.portal.session import CSRF_FIELD, PortalSession
+from billing_api.settings import Settings
+
+TEMPLATES = Path(__file__).parent / "templates"
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+
+
+class LoginRequired(Exception):
+    """No valid session: the visitor is sent to the login page."""
+
+
+class CsrfRejected(PermissionDenied):
+    code = "csrf_failed"
+
+
+@dataclass(frozen=True)
+class Me:
+    """A plain snapshot of the logged-in user for templates (safe after a rollback)."""
+
+    user_id: int
+    email: str
+    full_name: str
+    company_id: int
+    company_name: str
+    is_admin: bool
+    has_api_permission: bool
+    api_enabled: bool
+
+
+@dataclass
+class Viewer:
+    """The logged-in user and their company, attached to the request's database session."""
+
+    db: Session
+    user: User
+    company: Company
+    me: Me
+    session: PortalSession
+
+
+class _Unit:
+    """The request's transaction, opened on first use."""
+
+    def __init__(self, factory: sessionmaker[Session], *, writer: bool) -> None:
+        self._factory, self._writer = factory, writer
+        self._stack = ExitStack()
+        self._session: Session | None = None
+
+    def session(self) -> Session:
+        if self._session is None:
+            self._session = self._stack.enter_context(
+                transaction(self._factory, writer=self._writer))
+        return self._session
+
+    def close(self, exc: BaseException | None) -> None:
+        if exc is None:
+            self._stack.close()
+        else:
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def portal_session(request: Request) -> PortalSession:
+    found: PortalSession = request.state.portal_session
+    return found
+
+
+def db(request: Request) -> Session:
+    unit: _Unit = request.state.portal_unit
+    return unit.session()
+
+
+def visitor_address(request: Request) -> str:
+    """The visitor's address as the API's whitelist would see it ("" when unknown)."""
+    peer = request.client.host if request.client else None
+    address = client_address(peer, request.headers, settings_of(request).trusted_proxies)
+    return str(address) if address else ""
+
+
+def find_viewer(request: Request) -> Viewer | None:
+    """The logged-in user, or None (and a fresh anonymous session) when the session names
+    nobody, an inactive user, or was made before the password changed."""
+    session = portal_session(request)
+    if session.user_id is None:
+        return None
+    database = db(request)
+    user = database.get(User, session.user_id)
+    company = database.get(Company, user.company_id) if user is not None else None
+    binding = cookies.password_binding(settings_of(request), user.password_hash) if user else ""
+    if user is None or company is None or not user.is_active or company.kind != "partner" \
+            or binding != session.binding:
+        request.state.portal_session = PortalSession.fresh()
+        return None
+    me = Me(user.id, user.email, user.full_name, company.id, company.name,
+            user.is_account_admin, permissions.has_api_permission(user), company.api_enabled)
+    request.state.portal_me = me
+    return Viewer(database, user, company, me, session)
+
+
+def current_viewer(request: Request) -> Viewer:
+    """The logged-in user; raises ``LoginRequired`` (a redirect to the login page)."""
+    viewer = find_viewer(request)
+    if viewer is None:
+        raise LoginRequired
+    return viewer
+
+
+ViewerDep = Annotated[Viewer, Depends(current_viewer)]
+
+
+class ApiNotEnabled(Conflict):
+    code = "api_not_enabled"
+
+
+def billing_viewer(viewer: ViewerDep) -> Viewer:
+    """The viewer of a "Billing API" page: needs API permission (the access service decides:
+    403 page and an audit row otherwise) and the API switched on."""
+    permissions.require_api_permission(viewer.company, viewer.user)
+    if not viewer.company.api_enabled:
+        raise ApiNotEnabled(f"The Billing API is not enabled for {viewer.company.name} yet: "
+                            "the Account Administrator can enable it under Profile → Your APIs.")
+    return viewer
+
+
+BillingViewerDep = Annotated[Viewer, Depends(billing_viewer)]
+
+
+def _local(value: dt.datetime | None, timezone: str, fmt: str) -> str:
+    return value.astimezone(ZoneInfo(timezone)).strftime(fmt) if value else ""
+
+
+def _environment(settings: Settings) -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                             autoescape=jinja2.select_autoescape(["html"]),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True)
+    # A fresh one-time nonce per rendered form that reveals a secret (see session.take_nonce).
+    env.globals["new_nonce"] = lambda: secrets.token_urlsafe(16)
+    zone = settings.timezone
+    env.filters["when"] = lambda v: _local(v, zone, "%Y-%m-%d %H:%M")
+    # A key "expires on D" works until the end of D: show D, not the next midnight.
+    env.filters["until"] = lambda v: _local(v - dt.timedelta(seconds=1), zone, "%Y-%m-%d") \
+        if v else ""
+    return env
+
+
+def render(request: Request, template: str, status_code: int = 200,
+           **context: Any) -> HTMLResponse:
+    """A page: ``context`` plus who is logged in, the CSRF token and any flash message."""
+    env: jinja2.Environment = request.app.state.portal_templates
+    session = portal_session(request)
+    context.setdefault("me", getattr(request.state, "portal_me", None))
+    context.setdefault("flash", session.pop_flash())
+    context.setdefault("errors", {})
+    context.setdefault("values", {})
+    html = env.get_template(template).render(
+        request=request, csrf_token=session.csrf, csrf_field=CSRF_FIELD, path=request.url.path,
+        **context)
+    return HTMLResponse(html, status_code=status_code)
+
+
+def redirect(request: Request, url: str, flash: str = "") -> Response:
+    """303 See Other (POST → GET); htmx requests get ``HX-Redirect`` instead."""
+    if flash:
+        portal_session(request).set_flash(flash)
+    if request.headers.get("hx-request"):
+        return Response(status_code=200, headers={"HX-Redirect": url})
+    return RedirectResponse(url, status_code=303)
+
+
+ERROR_PAGES: list[tuple[type[BaseException], int, str]] = [
+    (CsrfRejected, 403, "The form could not be accepted"),
+    (PermissionDenied, 403, "Not allowed"),
+    (NotFound, 404, "Not found"),
+    (RateLimited, 429, "Too many attempts"),
+    (Conflict, 409, "That cannot be done now"),
+    (BillingError, 400, "That did not work"),
+]
+
+
+def error_page(request: Request, exc: BillingError) -> Response:
+    status, title = next((s, t) for cls, s, t in ERROR_PAGES if isinstance(exc, cls))
+    me: Me | None = getattr(request.state, "portal_me", None)
+    if me is None and portal_session(request).user_id is not None:
+        # Refused before the route looked up who is logged in (a CSRF failure): look now,
+        # in a read transaction of its own, for the audit row and the page's menu.
+        unit = request.state.portal_unit = _Unit(request.app.state.session_factory,
+                                                 writer=False)
+        try:
+            viewer = find_viewer(request)
+        finally:
+            unit.close(None)
+        me = viewer.me if viewer else None
+    if isinstance(exc, PermissionDenied) and me is not None:
+        # In a transaction of its own: the request's transaction has been rolled back.
+        audit.record_in_own_transaction(
+            request.app.state.session_factory, audit.EventType.PORTAL_DENIED,
+            company_id=me.company_id, actor_user_id=me.user_id,
+            client_address=visitor_address(request), path=request.url.path,
+            reason=exc.code, detail=exc.message)
+    message = exc.message
+    if isinstance(exc, CsrfRejected):
+        message = ("This form was not sent from a current portal page (its security token is "
+                   "missing or out of date). Go back, reload the page and try again.")
+    response = render(request, "error.html", status, title=title, message=message)
+    if isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+async def _check_csrf(request: Request) -> None:
+    form = await request.form()
+    submitted = form.get(CSRF_FIELD)
+    if not portal_session(request).csrf_matches(submitted if isinstance(submitted, str)
+                                                else None):
+        raise CsrfRejected("the form's CSRF token is missing or wrong")
+
+
+def _finish(request: Request, response: Response) -> Response:
+    session = portal_session(request)
+    if session.dirty:
+        cookies.write_cookie(response, request, settings_of(request), session)
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+class PortalRoute(APIRoute):
+    """An ``APIRoute`` with the portal's CSRF check, transaction and error pages."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        original = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            settings = settings_of(request)
+            request.state.portal_session = cookies.load(request, settings)
+            unit = _Unit(request.app.state.session_factory, writer=request.method == "POST")
+            request.state.portal_unit = unit
+            try:
+                if request.method == "POST":
+                    await _check_csrf(request)
+                response = await original(request)
+            except (BillingError, LoginRequired) as exc:
+                await run_in_threadpool(unit.close, exc)
+                if isinstance(exc, LoginRequired):
+                    response = redirect(request, "/", "Log in to continue.")
+                else:
+                    response = await run_in_threadpool(error_page, request, exc)
+                return _finish(request, response)
+            except BaseException as exc:
+                await run_in_threadpool(unit.close, exc)
+                raise
+            await run_in_threadpool(unit.close, None)
+            return _finish(request, response)
+
+        return handler
+
+
+def install_templates(app: Any, settings: Settings) -> None:
+    app.state.portal_templates = _environment(settings)
