@@ -367,12 +367,13 @@ def test_a_database_failure_mid_stream_aborts_the_transfer(
     monkeypatch.setattr(stream.s, "stream", failing_stream)
     monkeypatch.setattr(stream, "LINES_PER_CHUNK", 1)  # the first bytes leave before the failure
     received = b""
-    with pytest.raises(httpx.RemoteProtocolError):  # noqa: PT012 - reading is what fails
-        with httpx.stream("GET", world.base + "/api/v4/invoices",
-                          params=ALL_2026, headers={"X-Api-Key": world.partner.secret},
-                          timeout=30) as response:
-            assert response.status_code == 200
-            for chunk in response.iter_bytes():
-                received += chunk
+    with (
+        pytest.raises(httpx.RemoteProtocolError),  # reading the body is what fails
+        httpx.stream("GET", world.base + "/api/v4/invoices", params=ALL_2026,
+                     headers={"X-Api-Key": world.partner.secret}, timeout=30) as response,
+    ):
+        assert response.status_code == 200
+        for chunk in response.iter_bytes():
+            received += chunk
     assert received.startswith(b"<?xml")
     assert not received.rstrip().endswith(b"</InvoiceResponse>")

@@ -10,7 +10,7 @@ key of one environment cannot reach another's rows.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -244,7 +244,7 @@ def invoice_query(dialect: str, kind: str, scope: Scope) -> Select[Any]:
     return _scoped(stmt, i.c, kind, scope).order_by(i.c.invoice_date, i.c.id)
 
 
-def stream(connection: Connection, stmt: Select[Any]) -> Iterator[Sequence[Any]]:
+def stream(connection: Connection, stmt: Select[Any]) -> Generator[Sequence[Any], None, None]:
     """Rows in batches: a server-side cursor on PostgreSQL, a plain cursor on SQLite."""
     result = connection.execution_options(stream_results=True, yield_per=FETCH_ROWS).execute(stmt)
     try:
