@@ -85,4 +85,5 @@ def _reset_demo_login() -> None:
 
 def _print_login(partner_id: int, email: str, password: str) -> None:
     emit(f"partner id: {partner_id}")
-    emit(f"log in at http://127.0.0.1:8000/ as {email} with password {password}")
+    # The port is serve's to choose: it prints the portal's address when it starts.
+    emit(f"portal login: log in as {email} with password {password}")
