@@ -11,7 +11,8 @@ from billing_api.settings import Settings
 from tests.access_helpers import test_app
 
 # Reachable without an API key, on purpose. Portal pages (session login) belong here too.
-PUBLIC_PATHS = {"/healthz", "/readyz", "/api/openapi.json", "/api/docs",
+# /metrics answers only BILLING_API_METRICS_ALLOW's networks (tests/test_ops.py).
+PUBLIC_PATHS = {"/healthz", "/readyz", "/metrics", "/api/openapi.json", "/api/docs",
                 "/api/docs/oauth2-redirect",
                 "/"}  # the portal's login page (tests/test_portal_session.py walks the portal)
 # The XSDs describe the document format, not anybody's data.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse
+from starlette.types import ASGIApp
 
 from billing_api import __version__
 from billing_api.api import routes as document_routes
@@ -12,14 +12,24 @@ from billing_api.api.docs_routes import install_docs
 from billing_api.api.problems import register_problem_handlers
 from billing_api.api.schema_routes import router as schema_router
 from billing_api.db import make_engine, make_session_factory
+from billing_api.ops import install_ops
+from billing_api.ops.context import RequestContextMiddleware
 from billing_api.portal import install_portal
 from billing_api.settings import Settings
+
+
+class BillingApp(FastAPI):
+    """FastAPI with the request context (id, access log line, metrics) outside even the 500
+    handler, so that an unexpected error's answer carries its ``X-Request-Id`` too."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestContextMiddleware(super().build_middleware_stack())
 
 
 def create_app(settings: Settings) -> FastAPI:
     settings.check_production_ready()
     engine = make_engine(settings.database_url)
-    app = FastAPI(
+    app = BillingApp(
         title="Partner Billing API",
         version=__version__,
         docs_url=None,  # the default page loads assets from a CDN
@@ -35,10 +45,11 @@ def create_app(settings: Settings) -> FastAPI:
     install_portal(app)
     app.include_router(schema_router)  # public: /api/schemas/{version}/{document}.xsd
     install_docs(app)  # /api/openapi.json's extras, /api/docs and its static files
-
-    @app.get("/healthz", include_in_schema=False, response_class=PlainTextResponse)
-    def healthz() -> str:
-        """The process is up (database reachability is /readyz's job)."""
-        return "ok"
-
+    install_ops(app)  # /healthz, /readyz, /metrics
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app with settings from ``BILLING_API_*`` variables: what ``billing-api serve``
+    hands uvicorn as an import string (``--workers`` needs one)."""
+    return create_app(Settings())

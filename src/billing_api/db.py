@@ -13,8 +13,9 @@ from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import BigInteger, DateTime, Engine, MetaData, create_engine, event, make_url
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -94,24 +95,33 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+SQLITE_BUSY_TIMEOUT_MS = 30000  # how long a writer queues for SQLite's one write lock
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets API reads go on while a billing run writes; foreign keys are off by default.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()
 
 
 SQLITE_BEGIN_OPTION = "sqlite_begin"
+SQLITE_BUSY_TIMEOUT_OPTION = "sqlite_busy_timeout_ms"
+PG_CONNECT_TIMEOUT = 10  # seconds
 
 
 def _sqlite_begin(conn: Any) -> None:
     # The driver runs in autocommit mode so that SQLAlchemy's BEGIN is the only one. Writers
     # ask for BEGIN IMMEDIATE (see ``writer_connection``) so that two of them queue on the busy
     # timeout instead of failing when a read snapshot cannot be upgraded to a write.
-    mode = conn.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
+    options = conn.get_execution_options()
+    mode = options.get(SQLITE_BEGIN_OPTION, "DEFERRED")
+    # Set on every BEGIN: a pooled connection must not keep a shorter wait from its last user.
+    wait_ms = int(options.get(SQLITE_BUSY_TIMEOUT_OPTION, SQLITE_BUSY_TIMEOUT_MS))
+    conn.exec_driver_sql(f"PRAGMA busy_timeout={wait_ms}")
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 
@@ -129,6 +139,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
+    # libpq waits for ever on a server that accepts TCP but does not answer (hung host):
+    # give up after a while so the request becomes a 503 instead of a stuck worker thread.
+    # A ``connect_timeout`` in the URL wins.
+    if "connect_timeout" not in make_url(url).query:
+        connect_args = {"connect_timeout": PG_CONNECT_TIMEOUT, **kwargs.pop("connect_args", {})}
+        kwargs["connect_args"] = connect_args
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
@@ -137,13 +153,35 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def transaction(factory: sessionmaker[Session], *, writer: bool = False) -> Iterator[Session]:
+def transaction(
+    factory: sessionmaker[Session], *, writer: bool = False, lock_wait: float | None = None
+) -> Iterator[Session]:
     """One session, one transaction: committed when the block ends, rolled back on error.
 
     ``writer=True`` begins it as a writer (``BEGIN IMMEDIATE`` on SQLite; PostgreSQL needs
     nothing), for transactions that read and then write, such as a billing run.
+    ``lock_wait`` (seconds) bounds the wait for a lock, for best-effort writes that should
+    rather give up than queue behind a long writer: SQLite's busy timeout (default 30 s),
+    PostgreSQL's ``lock_timeout``. Giving up raises an ``OperationalError`` that
+    ``is_lock_timeout`` recognises.
     """
+    options: dict[str, Any] = {}
+    if writer:
+        options[SQLITE_BEGIN_OPTION] = "IMMEDIATE"
+    if lock_wait is not None:
+        options[SQLITE_BUSY_TIMEOUT_OPTION] = max(0, int(lock_wait * 1000))
     with factory() as session, session.begin():
-        if writer:
-            session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+        if options:
+            connection = session.connection(execution_options=options)
+            if lock_wait is not None and connection.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"SET LOCAL lock_timeout = {int(lock_wait * 1000)}")
         yield session
+
+
+def is_lock_timeout(exc: OperationalError) -> bool:
+    """True when ``exc`` is a lock wait that gave up (see ``transaction(lock_wait=…)``), not a
+    database that is down."""
+    original = exc.orig
+    return getattr(original, "sqlstate", None) == "55P03" or (
+        "database is locked" in str(original)
+    )

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     timezone: str = "Europe/Amsterdam"
     rate_limit_per_minute: int = 120
     redis_url: str | None = None
+    # Who may read /metrics (comma-separated CIDRs, judged like the whitelist); "" = nobody.
+    metrics_allow: str = "127.0.0.1/32,::1/128"
 
     @field_validator("secret_key")
     @classmethod

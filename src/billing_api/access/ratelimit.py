@@ -1,13 +1,17 @@
 """Rate limits: per API key, and a login throttle for the portal (per e-mail and per IP).
 
-In memory by default: counts live in one process, so with N workers a key gets up to N times
-its limit. That is the documented trade-off until ``BILLING_API_REDIS_URL`` is wired to a
-Redis-backed limiter (TODO: the ``redis`` package is not a dependency yet; ``RateLimiter`` is
-the seam it plugs into, see docs/access.md).
+Two backends behind one ``RateLimiter`` protocol: ``SlidingWindowLimiter`` counts in this
+process (the default; with N workers a key gets up to N times its limit) and
+``ratelimit_redis.RedisLimiter`` counts in Redis, shared by every worker, when
+``BILLING_API_REDIS_URL`` is set. Both are exact sliding windows. When Redis cannot be reached
+the two users differ on purpose (docs/access.md): the API limit counts in this process until
+Redis answers again (``FallbackLimiter``); the login throttle refuses logins (fails closed).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 import threading
 import time
@@ -18,6 +22,15 @@ from typing import Protocol
 
 from billing_api.access.errors import RateLimited
 
+log = logging.getLogger("billing_api.access")
+
+# Retry-After of a login refused because the throttle's store is unreachable.
+UNAVAILABLE_RETRY_AFTER = 30
+
+
+class LimiterUnavailable(Exception):
+    """The shared counter store could not be asked (Redis down, refusing or timing out)."""
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -26,7 +39,39 @@ class Decision:
 
 
 class RateLimiter(Protocol):
-    def hit(self, bucket: str, limit: int, window: float) -> Decision: ...
+    """Counts per bucket name. Bucket names may become Redis keys: never put a secret or an
+    e-mail address in one (key ids and IP addresses are fine)."""
+
+    def hit(self, bucket: str, limit: int, window: float) -> Decision:
+        """Count one request in ``bucket`` unless ``limit`` were counted in the last ``window``
+        seconds; raises ``LimiterUnavailable`` when a shared store cannot be reached."""
+        ...
+
+    def peek(self, bucket: str, limit: int, window: float) -> Decision:
+        """Like ``hit`` without counting."""
+        ...
+
+    def reset(self, bucket: str) -> None:
+        """Forget ``bucket``'s hits."""
+        ...
+
+
+class _ErrorReport:
+    """Logs a store failure at once, then at most once per ``every`` seconds: with Redis down,
+    every request would otherwise add a line."""
+
+    def __init__(self, what: str, clock: Callable[[], float], every: float = 60.0) -> None:
+        self._what, self._clock, self._every = what, clock, every
+        self._next = -math.inf
+        self._lock = threading.Lock()
+
+    def __call__(self, exc: Exception) -> None:
+        now = self._clock()
+        with self._lock:
+            if now < self._next:
+                return
+            self._next = now + self._every
+        log.error("rate-limit store unreachable, %s: %s", self._what, exc)
 
 
 class SlidingWindowLimiter:
@@ -73,6 +118,58 @@ class SlidingWindowLimiter:
             del self._hits[name]
 
 
+class FallbackLimiter:
+    """``primary`` while it answers, ``fallback`` while it raises ``LimiterUnavailable``: for a
+    limit that should rather count per process than stop counting (or stop the service) when
+    the shared store is down. Logs an error at the first failure, then once a minute."""
+
+    def __init__(self, primary: RateLimiter, fallback: RateLimiter, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.primary, self.fallback = primary, fallback
+        self._report = _ErrorReport("counting in this process meanwhile", clock)
+
+    def hit(self, bucket: str, limit: int, window: float) -> Decision:
+        try:
+            return self.primary.hit(bucket, limit, window)
+        except LimiterUnavailable as exc:
+            self._report(exc)
+            return self.fallback.hit(bucket, limit, window)
+
+    def peek(self, bucket: str, limit: int, window: float) -> Decision:
+        try:
+            return self.primary.peek(bucket, limit, window)
+        except LimiterUnavailable as exc:
+            self._report(exc)
+            return self.fallback.peek(bucket, limit, window)
+
+    def reset(self, bucket: str) -> None:
+        self.fallback.reset(bucket)
+        try:
+            self.primary.reset(bucket)
+        except LimiterUnavailable as exc:
+            self._report(exc)
+
+
+def api_limiter(redis_url: str | None) -> RateLimiter:
+    """The per-key API limiter: in this process without ``redis_url``; with it, Redis, counting
+    in this process while Redis is unreachable (auth and whitelist still apply meanwhile)."""
+    if not redis_url:
+        return SlidingWindowLimiter()
+    from billing_api.access.ratelimit_redis import RedisLimiter  # imports this module
+
+    return FallbackLimiter(RedisLimiter.from_url(redis_url), SlidingWindowLimiter())
+
+
+def login_throttle(redis_url: str | None) -> LoginThrottle:
+    """The portal's ``LoginThrottle``: in this process without ``redis_url``; with it, on Redis,
+    refusing logins while Redis is unreachable."""
+    if not redis_url:
+        return LoginThrottle()
+    from billing_api.access.ratelimit_redis import RedisLimiter
+
+    return LoginThrottle(RedisLimiter.from_url(redis_url))
+
+
 def check_api_rate(limiter: RateLimiter, key_id: int, per_minute: int) -> None:
     """Count one API call for ``key_id``; raises ``RateLimited`` past ``per_minute``."""
     decision = limiter.hit(f"key:{key_id}", per_minute, 60.0)
@@ -85,26 +182,50 @@ def check_api_rate(limiter: RateLimiter, key_id: int, per_minute: int) -> None:
 class LoginThrottle:
     """Failed portal logins: at most ``per_email`` per e-mail and ``per_ip`` per address in
     ``window`` seconds. The portal calls ``check`` before verifying a password, ``failed``
-    after a wrong one and ``succeeded`` after a right one."""
+    after a wrong one and ``succeeded`` after a right one.
 
-    def __init__(self, limiter: SlidingWindowLimiter | None = None, *, per_email: int = 5,
-                 per_ip: int = 20, window: float = 900.0) -> None:
+    Fails closed: while the limiter's store is unreachable ``check`` refuses every login (a
+    guessing script must not get unthrottled attempts out of a Redis outage); ``failed`` and
+    ``succeeded`` only log then."""
+
+    def __init__(self, limiter: RateLimiter | None = None, *, per_email: int = 5,
+                 per_ip: int = 20, window: float = 900.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._limiter = limiter or SlidingWindowLimiter()
         self.per_email, self.per_ip, self.window = per_email, per_ip, window
+        self._report = _ErrorReport("logins are refused meanwhile", clock)
 
     def check(self, email: str, ip: str) -> None:
-        """Raises ``RateLimited`` when either bucket is full."""
-        for bucket, limit in ((f"login-email:{email.lower()}", self.per_email),
+        """Raises ``RateLimited`` when either bucket is full, or the store is unreachable."""
+        for bucket, limit in ((_email_bucket(email), self.per_email),
                               (f"login-ip:{ip}", self.per_ip)):
-            decision = self._limiter.peek(bucket, limit, self.window)
+            try:
+                decision = self._limiter.peek(bucket, limit, self.window)
+            except LimiterUnavailable as exc:
+                self._report(exc)
+                raise RateLimited(
+                    f"logging in is not possible right now: try again in "
+                    f"{UNAVAILABLE_RETRY_AFTER} s", retry_after=UNAVAILABLE_RETRY_AFTER) from None
             if not decision.allowed:
                 raise RateLimited(
                     f"too many failed logins: try again in {decision.retry_after} s",
                     retry_after=decision.retry_after)
 
     def failed(self, email: str, ip: str) -> None:
-        self._limiter.hit(f"login-email:{email.lower()}", self.per_email, self.window)
-        self._limiter.hit(f"login-ip:{ip}", self.per_ip, self.window)
+        try:
+            self._limiter.hit(_email_bucket(email), self.per_email, self.window)
+            self._limiter.hit(f"login-ip:{ip}", self.per_ip, self.window)
+        except LimiterUnavailable as exc:
+            self._report(exc)
 
     def succeeded(self, email: str) -> None:
-        self._limiter.reset(f"login-email:{email.lower()}")
+        try:
+            self._limiter.reset(_email_bucket(email))
+        except LimiterUnavailable as exc:
+            self._report(exc)
+
+
+def _email_bucket(email: str) -> str:
+    # Bucket names can be Redis keys, listed by anyone with access to Redis: an e-mail address
+    # is personal data and need not be readable there.
+    return "login-email:" + hashlib.sha256(email.lower().encode()).hexdigest()

@@ -13,6 +13,7 @@ own transaction, so the row survives the 4xx answer.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy import update
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from billing_api.access import audit, keys, links, whitelist
 from billing_api.access.client_address import client_address
@@ -38,15 +40,16 @@ from billing_api.access.errors import (
     UnknownKey,
 )
 from billing_api.access.models import ApiKey, Company
-from billing_api.access.ratelimit import SlidingWindowLimiter, check_api_rate
+from billing_api.access.ratelimit import RateLimiter, api_limiter, check_api_rate
 from billing_api.access.redaction import install_log_redaction
 from billing_api.access.whitelist import IPAddress
-from billing_api.db import transaction, utcnow
+from billing_api.db import is_lock_timeout, transaction, utcnow
 from billing_api.settings import Settings
 
 log = logging.getLogger("billing_api.access")
 
 API_PREFIX = "/api/{version}"
+LAST_USED_LOCK_WAIT = 0.1  # seconds
 EMPTY_WHITELIST = "no IP address is whitelisted for this account: add one under Your APIs"
 
 
@@ -73,7 +76,8 @@ class _Attempt:
 
 def install_access(app: FastAPI) -> None:
     """Per-app state the dependency needs, and log redaction (call from ``create_app``)."""
-    app.state.api_rate_limiter = SlidingWindowLimiter()
+    # In this process, or on Redis when BILLING_API_REDIS_URL is set (docs/access.md).
+    app.state.api_rate_limiter = api_limiter(app.state.settings.redis_url)
     install_log_redaction()
 
 
@@ -91,19 +95,29 @@ def authenticate_request(request: Request) -> ApiCaller:
             caller = ApiCaller(key.company_id, key.id, key.environment, key.display_prefix,
                                attempt.address)
             stale = key.last_used_at
-        limiter: SlidingWindowLimiter = request.app.state.api_rate_limiter
+        limiter: RateLimiter = request.app.state.api_rate_limiter
         check_api_rate(limiter, caller.key_id, settings.rate_limit_per_minute)
     except (AuthenticationFailed, AccessForbidden, RateLimited) as exc:
         _audit_refusal(request, attempt, exc)
         raise
     now = utcnow()
     if stale is None or now - stale >= keys.LAST_USED_RESOLUTION:
-        # At most once a minute per key, in a short writer transaction of its own.
-        with transaction(factory, writer=True) as session:
-            session.execute(update(ApiKey).where(ApiKey.id == caller.key_id)
-                            .values(last_used_at=now))
+        _stamp_last_used(factory, caller.key_id, now)
     request.state.api_caller = caller
     return caller
+
+
+def _stamp_last_used(factory: sessionmaker[Session], key_id: int, now: dt.datetime) -> None:
+    """At most once a minute per key, in a short writer transaction of its own. Best effort:
+    on SQLite a billing run holds the one write lock for minutes, and a read must not queue
+    behind it, so the stamp gives up quickly and a later request writes it."""
+    try:
+        with transaction(factory, writer=True, lock_wait=LAST_USED_LOCK_WAIT) as session:
+            session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+    except OperationalError as exc:
+        if not is_lock_timeout(exc):
+            raise
+        log.info("last use of API key %s not recorded: the database is busy writing", key_id)
 
 
 def _check(session: Session, settings: Settings, request: Request, address: IPAddress | None,
@@ -157,7 +171,7 @@ def _audit_refusal(request: Request, attempt: _Attempt, exc: Exception) -> None:
     if isinstance(exc, RateLimited):
         # One row per key and minute: a client hammering past its limit must not turn the
         # audit table into a second copy of the access log.
-        limiter: SlidingWindowLimiter = request.app.state.api_rate_limiter
+        limiter: RateLimiter = request.app.state.api_rate_limiter
         if not limiter.hit(f"audit-429:{attempt.key_id}", 1, 60.0).allowed:
             return
     try:

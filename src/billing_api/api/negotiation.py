@@ -19,6 +19,7 @@ from billing_api.export.source import Scope
 XML_TYPES = ("application/xml", "text/xml")
 JSON_TYPE = "application/json"
 DEFAULT_WINDOW_MONTHS = 3
+EARLIEST_DEFAULT_END = dt.date(1, 1 + DEFAULT_WINDOW_MONTHS, 1)
 _DATE = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
 
 
@@ -72,6 +73,11 @@ def _quality(params: str) -> float:
     return 1.0
 
 
+def compact(day: dt.date) -> str:
+    """``YYYYMMDD`` with a four-digit year (glibc's ``%Y`` writes year 1 as ``1``)."""
+    return f"{day.year:04d}{day.month:02d}{day.day:02d}"
+
+
 def parse_date(name: str, value: str) -> dt.date:
     match = _DATE.match(value.strip())
     if match is None:
@@ -90,14 +96,15 @@ def date_range(request: Request, timezone: str) -> tuple[dt.date, dt.date]:
     end_text = request.query_params.get("endDate")
     today = dt.datetime.now(ZoneInfo(timezone)).date()
     end = parse_date("endDate", end_text) if end_text else today
-    start = (
-        parse_date("startDate", start_text)
-        if start_text
-        else add_months(end, -DEFAULT_WINDOW_MONTHS)
-    )
+    if start_text:
+        start = parse_date("startDate", start_text)
+    elif end < EARLIEST_DEFAULT_END:  # three months earlier would be year 0: a ValueError
+        start = dt.date.min
+    else:
+        start = add_months(end, -DEFAULT_WINDOW_MONTHS)
     if end < start:
         raise InvalidInput(
-            f"endDate {end:%Y%m%d} is before startDate {start:%Y%m%d}: "
+            f"endDate {compact(end)} is before startDate {compact(start)}: "
             "swap them or widen the range",
             field="endDate",
         )

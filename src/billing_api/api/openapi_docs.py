@@ -334,6 +334,22 @@ def component_schemas() -> dict[str, JsonSchema]:
     return schemas
 
 
+# From an invoice document to the details of a subscription on it (a JSON pointer, so it
+# resolves in JSON answers; any SubscriptionID of the document works the same way).
+SUBSCRIPTION_LINKS: dict[str, Any] = {
+    "SubscriptionDetails": {
+        "operationId": "subscriptiondetails",
+        "parameters": {
+            "version": "$request.path.version",
+            "subscriptionId":
+                "$response.body#/Invoices/0/Customers/0/Subscriptions/0/SubscriptionID",
+        },
+        "description": "The details of a subscription on the document (here the first "
+        "one's SubscriptionID): `subscriptiondetails?subscriptionId=…`.",
+    },
+}
+
+
 def document_responses(endpoint: str) -> dict[int | str, dict[str, Any]]:
     """The ``responses`` of one document route: the document in both formats, and errors."""
     schema = _ref(DOCUMENT_SCHEMAS[endpoint])
@@ -348,6 +364,8 @@ def document_responses(endpoint: str) -> dict[int | str, dict[str, Any]]:
             },
         },
     }
+    if endpoint != "subscriptiondetails":
+        responses[200]["links"] = SUBSCRIPTION_LINKS
     responses.update(error_responses())
     return responses
 

@@ -21,6 +21,7 @@ from fastapi.exception_handlers import (
 )
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from billing_api.access.errors import AccessForbidden, AuthenticationFailed, RateLimited
@@ -42,6 +43,7 @@ STATUS_BY_ERROR: dict[type[BillingError], int] = {
     Conflict: 409,
 }
 DB_RETRY_AFTER = "30"
+BUSY_RETRY_AFTER = "5"
 
 
 def status_for(exc: BillingError) -> int:
@@ -121,6 +123,15 @@ async def _database_down(request: Request, exc: Exception) -> Response:
                             {"Retry-After": DB_RETRY_AFTER})
 
 
+async def _pool_exhausted(request: Request, exc: Exception) -> Response:
+    # Every pooled connection stayed busy (long downloads) for the pool timeout: the server
+    # is full, not broken. Clients should come back shortly.
+    log.warning("no database connection came free in time: %s", type(exc).__name__)
+    return problem_response(request, 503, "server_busy",
+                            "the server is busy with other downloads: retry shortly",
+                            {"Retry-After": BUSY_RETRY_AFTER})
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # Starlette still re-raises after this, so the server logs the traceback; the client
     # gets no stack trace and no partial document.
@@ -134,4 +145,5 @@ def register_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(OperationalError, _database_down)
+    app.add_exception_handler(PoolTimeout, _pool_exhausted)
     app.add_exception_handler(Exception, _unexpected)

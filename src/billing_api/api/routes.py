@@ -23,7 +23,7 @@ from billing_api.db import transaction
 from billing_api.errors import NotFound
 from billing_api.export import details
 from billing_api.export.documents import invoice_shape
-from billing_api.export.stream import invoice_document, open_export
+from billing_api.export.stream import in_export_threads, invoice_document, open_export
 
 MEDIA_TYPES = {"xml": "application/xml; charset=utf-8", "json": "application/json"}
 
@@ -109,7 +109,8 @@ def _headers(
     start, end = window
     headers = {
         "Content-Disposition": (
-            f'attachment; filename="{endpoint}_{version.name}_{start:%Y%m%d}_{end:%Y%m%d}.{fmt}"'
+            f'attachment; filename="{endpoint}_{version.name}_{negotiation.compact(start)}_'
+            f'{negotiation.compact(end)}.{fmt}"'
         ),
         "X-Api-Version": version.name,
         "Vary": "Accept",
@@ -139,7 +140,9 @@ def _invoice_endpoint(endpoint: str, summary: str) -> None:
         connection = open_export(request.app.state.engine)
         body = invoice_document(connection, invoice_shape(endpoint, version.v4_fields), scope, fmt)
         return StreamingResponse(
-            body, media_type=MEDIA_TYPES[fmt], headers=_headers(version, endpoint, fmt, window)
+            in_export_threads(body),
+            media_type=MEDIA_TYPES[fmt],
+            headers=_headers(version, endpoint, fmt, window),
         )
 
     handler.__name__ = endpoint

@@ -2,29 +2,40 @@
 
 It claims the period (a ``billing_runs`` row that exists once, so a second run of the same
 period changes nothing), walks the partner's customers in chunks, prices every subscription
-resource (``charges.period_charges``), writes purchase and customer lines in bulk with Core
-statements, and stores each invoice's totals. Memory stays bounded by the chunk size, not by
-the number of subscriptions. The caller's session owns the transaction: nothing here commits;
-open it with ``db.transaction(factory, writer=True)``.
+resource (``charges.period_charges``), writes purchase and customer lines in bulk, and stores
+each invoice's totals. The caller's session owns the transaction: nothing here commits; open
+it with ``db.transaction(factory, writer=True)``.
+
+Memory stays bounded by the chunk size, not by the number of subscriptions: a customer's
+invoices are complete when its chunk is done, so they are written with their totals then and
+forgotten; only the purchase invoices (one per vendor) live for the whole run.
+
+Cost per line is what a run of a million lines is made of (profiled, see docs/performance.md):
+chunks are read as plain rows rather than ORM entities, each line is built once as a list in
+``LINE_COLUMNS`` order with values already in the driver's form (integer units, dates), and
+lines go to the driver's own bulk path (``COPY`` on PostgreSQL, ``executemany`` on SQLite)
+instead of SQLAlchemy's per-row parameter processing, which took half of a run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from billing_api.access.models import Company
 from billing_api.billing.charges import Change, Charge, Pricing, SubscriptionState, period_charges
 from billing_api.billing.countries import country_name, language_name
-from billing_api.billing.models import BillingRun, Invoice, InvoiceSequence, PriceLine, TaxZone
+from billing_api.billing.models import BillingRun, Invoice, InvoiceSequence, TaxZone
 from billing_api.billing.rating import ZERO, extended_price, parse_period, vat_amount
 from billing_api.billing.rowhash import line_uid, row_hash
 from billing_api.billing.vat import Sale, zone_code_for
@@ -43,11 +54,86 @@ from billing_api.customers.models import (
     SubscriptionResource,
     UsageRecord,
 )
+from billing_api.db import MAX_UNITS, SCALE, to_units
 from billing_api.environments import Environment
 from billing_api.errors import Conflict, InvalidInput, NotFound
 
 CUSTOMER_CHUNK = 500
 Progress = Callable[[int, int], None]
+
+# A price line's columns in the order the run builds them; ``invoice_id`` is set once the
+# chunk's new invoices have their ids.
+LINE_COLUMNS = (
+    "invoice_id",
+    "partner_id",
+    "environment",
+    "kind",
+    "invoice_date",
+    "customer_id",
+    "subscription_id",
+    "resource_rate_id",
+    "rate_period_id",
+    "uid",
+    "description",
+    "sku",
+    "quantity",
+    "quantity_type",
+    "unit_price",
+    "discount",
+    "extended_price",
+    "vat",
+    "tax_zone_id",
+    "tax_percentage",
+    "start_date",
+    "end_date",
+    "duration",
+    "duration_type",
+    "consumer_company_name",
+    "consumer_company_number",
+    "charge_type",
+    "billing_frequency",
+    "sub_po_number",
+    "row_hash",
+)
+# An invoice's columns as the run writes them, ids included (see _insert_new_invoices).
+INVOICE_COLUMNS = (
+    "id",
+    "partner_id",
+    "environment",
+    "kind",
+    "billing_run_id",
+    "vendor_id",
+    "sender_company_id",
+    "customer_id",
+    "invoice_number",
+    "invoice_date",
+    "due_date",
+    "description",
+    "currency",
+    "terms_of_payment_days",
+    "type",
+    "language_code",
+    "sender",
+    "receiver",
+    "total_excluding_vat",
+    "total_vat",
+    "total_including_vat",
+)
+
+
+def _bulk_sql(table: str, columns: tuple[str, ...]) -> tuple[str, str]:
+    """(COPY for PostgreSQL, INSERT for SQLite), from constant column names only."""
+    names = ", ".join(columns)
+    marks = ", ".join("?" for _ in columns)
+    return (
+        f"COPY {table} ({names}) FROM STDIN",
+        f"INSERT INTO {table} ({names}) VALUES ({marks})",  # noqa: S608
+    )
+
+
+COPY_LINES, INSERT_LINES = _bulk_sql("price_lines", LINE_COLUMNS)
+COPY_INVOICES, INSERT_INVOICES = _bulk_sql("invoices", INVOICE_COLUMNS)
+_UNITS_CONTEXT = Context(prec=60)  # exact for every value a BIGINT of units can hold
 
 
 @dataclass(slots=True)
@@ -70,6 +156,10 @@ class _InvoiceDraft:
     id: int | None = None
     total_excluding_vat: Decimal = ZERO
     total_vat: Decimal = ZERO
+
+    @property
+    def is_customer_invoice(self) -> bool:
+        return bool(self.key[0] == "customer")
 
 
 @dataclass(slots=True)
@@ -94,6 +184,25 @@ class _Context:
     zones: dict[str, tuple[int, Decimal]]
     invoices: dict[tuple[Any, ...], _InvoiceDraft] = field(default_factory=dict)
     next_numbers: dict[int, int] = field(default_factory=dict)
+    # Customer invoices written and forgotten (see the module docstring): count and totals.
+    done_invoices: int = 0
+    done_excluding_vat: Decimal = ZERO
+    done_vat: Decimal = ZERO
+    on_postgresql: bool = False
+    # Computed once per run and looked up per line (see _lines_for): the per-line work was
+    # mostly re-deriving these from ORM attributes.
+    senders: dict[int, _SenderFacts] = field(default_factory=dict)
+    receiver_json: dict[int, str] = field(default_factory=dict)  # per customer; 0: partner
+    vendor_descriptions: dict[int, str] = field(default_factory=dict)
+    pricings: dict[tuple[Any, ...], Pricing] = field(default_factory=dict)
+    descriptions: dict[tuple[int, int, str], str] = field(default_factory=dict)
+    tax: dict[tuple[Any, ...], tuple[int, int]] = field(default_factory=dict)
+    partner_id: int = 0
+    partner_country: str = ""
+    partner_vat_number: str = ""
+    distributor_country: str = ""
+    invoice_date_value: dt.date | str = ""
+    zone_percentages: dict[int, Decimal] = field(default_factory=dict)
 
 
 def bill_partner(
@@ -121,6 +230,7 @@ def bill_partner(
     ctx = _load_context(
         session, partner_id, environment, period, period_first, period_last, invoice_date, run_id
     )
+    ctx.invoice_date_value = _date(ctx, invoice_date)
 
     customer_ids = session.scalars(
         select(Customer.id)
@@ -135,9 +245,11 @@ def bill_partner(
 
     _store_totals(session, ctx)
     _store_sequences(session, ctx)
-    summary.invoices = len(ctx.invoices)
-    summary.total_excluding_vat = sum((d.total_excluding_vat for d in ctx.invoices.values()), ZERO)
-    summary.total_vat = sum((d.total_vat for d in ctx.invoices.values()), ZERO)
+    summary.invoices = ctx.done_invoices + len(ctx.invoices)
+    summary.total_excluding_vat = sum(
+        (d.total_excluding_vat for d in ctx.invoices.values()), ctx.done_excluding_vat
+    )
+    summary.total_vat = sum((d.total_vat for d in ctx.invoices.values()), ctx.done_vat)
     session.execute(
         update(BillingRun)
         .where(BillingRun.id == run_id)
@@ -227,53 +339,65 @@ def _load_context(
         resources={r.id: r for r in session.scalars(select(Resource))},
         vendors={v.id: v for v in session.scalars(select(Vendor))},
         zones=zones,
+        on_postgresql=session.get_bind().dialect.name == "postgresql",
+        partner_id=partner.id,
+        partner_country=partner.country_code,
+        partner_vat_number=partner.vat_number,
+        distributor_country=distributor.country_code,
+        zone_percentages=dict(zones.values()),
     )
 
 
 def _bill_customers(session: Session, ctx: _Context, customer_ids: Iterable[int]) -> int:
     """Price and write every line of a chunk of customers; returns the number of lines."""
     ids = list(customer_ids)
-    customers = {c.id: c for c in session.scalars(select(Customer).where(Customer.id.in_(ids)))}
-    subs = session.scalars(
-        select(Subscription)
+    customer_table = _table(Customer)
+    customers = {
+        c.id: c
+        for c in session.execute(select(customer_table).where(customer_table.c.id.in_(ids)))
+    }
+    sub_table = _table(Subscription)
+    subs = session.execute(
+        select(sub_table)
         .where(
-            Subscription.customer_id.in_(ids),
-            Subscription.start_date <= ctx.period_last,
+            sub_table.c.customer_id.in_(ids),
+            sub_table.c.start_date <= ctx.period_last,
             or_(
-                Subscription.cancelled_on.is_(None),
-                Subscription.cancelled_on >= ctx.period_first,
-                Subscription.cancellation_billed_run_id.is_(None),
+                sub_table.c.cancelled_on.is_(None),
+                sub_table.c.cancelled_on >= ctx.period_first,
+                sub_table.c.cancellation_billed_run_id.is_(None),
             ),
         )
-        .order_by(Subscription.customer_id, Subscription.id)
+        .order_by(sub_table.c.customer_id, sub_table.c.id)
     ).all()
     if not subs:
         return 0
     sub_ids = [s.id for s in subs]
-    resources = defaultdict(list)
-    for sr in session.scalars(
-        select(SubscriptionResource)
-        .where(SubscriptionResource.subscription_id.in_(sub_ids))
-        .order_by(SubscriptionResource.id)
+    resources: dict[int, list[Row[Any]]] = defaultdict(list)
+    resource_table = _table(SubscriptionResource)
+    for sr in session.execute(
+        select(resource_table)
+        .where(resource_table.c.subscription_id.in_(sub_ids))
+        .order_by(resource_table.c.id)
     ):
         resources[sr.subscription_id].append(sr)
-    changes: dict[tuple[int, int], list[SubscriptionChange]] = defaultdict(list)
-    for ch in session.scalars(
-        select(SubscriptionChange)
-        .where(SubscriptionChange.subscription_id.in_(sub_ids))
-        .order_by(SubscriptionChange.effective_date, SubscriptionChange.id)
+    changes: dict[tuple[int, int], list[Row[Any]]] = defaultdict(list)
+    change_table = _table(SubscriptionChange)
+    for ch in session.execute(
+        select(change_table)
+        .where(change_table.c.subscription_id.in_(sub_ids))
+        .order_by(change_table.c.effective_date, change_table.c.id)
     ):
         changes[(ch.subscription_id, ch.resource_rate_id)].append(ch)
     usage = {
         (u.subscription_id, u.resource_rate_id): u.quantity
-        for u in session.scalars(
-            select(UsageRecord).where(
-                UsageRecord.subscription_id.in_(sub_ids), UsageRecord.period == ctx.period
-            )
+        for u in session.execute(
+            select(UsageRecord.subscription_id, UsageRecord.resource_rate_id, UsageRecord.quantity)
+            .where(UsageRecord.subscription_id.in_(sub_ids), UsageRecord.period == ctx.period)
         )
     }
 
-    lines: list[dict[str, Any]] = []
+    lines: list[tuple[_InvoiceDraft, list[Any]]] = []
     billed_change_ids: list[int] = []
     billed_cancellations: list[int] = []
     for sub in subs:
@@ -287,14 +411,23 @@ def _bill_customers(session: Session, ctx: _Context, customer_ids: Iterable[int]
         ):
             billed_cancellations.append(sub.id)
         for sr in resources[sub.id]:
-            all_changes = changes[(sub.id, sr.resource_rate_id)]
+            all_changes = changes.get((sub.id, sr.resource_rate_id), [])
             unbilled = [
                 c
                 for c in all_changes
                 if c.billed_run_id is None and c.effective_date <= ctx.period_last
             ]
             billed_change_ids.extend(c.id for c in unbilled)
-            pricing = _pricing(ctx, sr, plan_period)
+            pricing_key = (
+                sr.resource_rate_id,
+                sr.rate_period_id,
+                sr.sales_price,
+                sr.sales_discount,
+                plan_period.id,
+            )
+            pricing = ctx.pricings.get(pricing_key) or _remember_pricing(
+                ctx, pricing_key, sr, plan_period
+            )
             state = SubscriptionState(
                 start_date=sub.start_date,
                 expiration_date=sub.expiration_date,
@@ -311,13 +444,15 @@ def _bill_customers(session: Session, ctx: _Context, customer_ids: Iterable[int]
                 ctx.period_first,
                 ctx.period_last,
             ):
-                lines.extend(_lines_for(ctx, customer, sub, plan, sr, pricing, charge))
+                _lines_for(ctx, customer, sub, plan, pricing, charge, lines)
 
     _insert_new_invoices(session, ctx)
-    for line in lines:
-        line["invoice_id"] = ctx.invoices[line.pop("_invoice_key")].id
-    if lines:
-        session.execute(insert(PriceLine), lines)
+    rows = []
+    for draft, row in lines:
+        row[0] = draft.id
+        rows.append(row)
+    if rows:
+        _write_lines(session, ctx, rows)
     if billed_change_ids:
         session.execute(
             update(SubscriptionChange)
@@ -330,14 +465,93 @@ def _bill_customers(session: Session, ctx: _Context, customer_ids: Iterable[int]
             .where(Subscription.id.in_(billed_cancellations))
             .values(cancellation_billed_run_id=ctx.run_id)
         )
-    return len(lines)
+    _forget_customer_invoices(ctx)
+    return len(rows)
 
 
-def _change(c: SubscriptionChange) -> Change:
+def _table(model: Any) -> Table:
+    return cast(Table, model.__table__)
+
+
+def _units(value: Decimal) -> int:
+    """``db.to_units`` for the exact decimals a run computes, without its per-call context;
+    anything else goes to ``to_units`` itself (which refuses it the same way)."""
+    if type(value) is Decimal and value.is_finite():
+        scaled = value.scaleb(SCALE, _UNITS_CONTEXT)
+        units = int(scaled)
+        if units == scaled and -MAX_UNITS <= units <= MAX_UNITS:
+            return units
+    return to_units(value)
+
+
+def _date(ctx: _Context, day: dt.date) -> dt.date | str:
+    """A date as the driver takes it: psycopg adapts ``date``; SQLite stores ISO text."""
+    return day if ctx.on_postgresql else day.isoformat()
+
+
+def _write_lines(session: Session, ctx: _Context, rows: list[list[Any]]) -> None:
+    """Insert the chunk's lines with the driver's bulk path."""
+    _bulk_insert(session, ctx, COPY_LINES, INSERT_LINES, rows)
+
+
+def _bulk_insert(
+    session: Session, ctx: _Context, copy_sql: str, insert_sql: str, rows: list[list[Any]]
+) -> None:
+    """``COPY`` on PostgreSQL, ``executemany`` on SQLite, inside the session's transaction."""
+    driver_connection: Any = session.connection().connection.dbapi_connection
+    if ctx.on_postgresql:
+        with driver_connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    cursor = driver_connection.cursor()
+    try:
+        cursor.executemany(insert_sql, rows)
+    finally:
+        cursor.close()
+
+
+def _new_invoice_ids(session: Session, ctx: _Context, count: int) -> list[int]:
+    """The ids the next ``count`` invoices would get from the database, in order: the
+    sequence's next values on PostgreSQL; after the largest rowid on SQLite (whose rule for
+    an INTEGER PRIMARY KEY without AUTOINCREMENT is exactly that, and the run holds the
+    write lock)."""
+    if ctx.on_postgresql:
+        return list(
+            session.scalars(
+                select(func.nextval(func.pg_get_serial_sequence("invoices", "id"))).select_from(
+                    func.generate_series(1, count)
+                )
+            )
+        )
+    largest = session.scalar(select(func.max(_table(Invoice).c.id))) or 0
+    return list(range(largest + 1, largest + 1 + count))
+
+
+def _forget_customer_invoices(ctx: _Context) -> None:
+    """Drop the chunk's customer invoices, written with their totals, keeping their sums."""
+    for key, draft in list(ctx.invoices.items()):
+        if draft.is_customer_invoice:
+            ctx.done_invoices += 1
+            ctx.done_excluding_vat += draft.total_excluding_vat
+            ctx.done_vat += draft.total_vat
+            del ctx.invoices[key]
+            ctx.receiver_json.pop(draft.key[1], None)
+
+
+def _change(c: Row[Any]) -> Change:
     return Change(c.id, c.effective_date, c.old_amount, c.new_amount)
 
 
-def _pricing(ctx: _Context, sr: SubscriptionResource, plan_period: PlanPeriod) -> Pricing:
+def _remember_pricing(
+    ctx: _Context, key: tuple[Any, ...], sr: Row[Any], plan_period: PlanPeriod
+) -> Pricing:
+    """``_pricing`` depends only on ``key``'s values: one immutable ``Pricing`` per run."""
+    pricing = ctx.pricings[key] = _pricing(ctx, sr, plan_period)
+    return pricing
+
+
+def _pricing(ctx: _Context, sr: Row[Any], plan_period: PlanPeriod) -> Pricing:
     rate = ctx.rates[sr.resource_rate_id]
     rate_period = ctx.rate_periods.get(sr.rate_period_id) if sr.rate_period_id else None
     if rate_period is not None:
@@ -373,14 +587,15 @@ def _pricing(ctx: _Context, sr: SubscriptionResource, plan_period: PlanPeriod) -
 
 def _lines_for(
     ctx: _Context,
-    customer: Customer,
-    sub: Subscription,
+    customer: Row[Any],
+    sub: Row[Any],
     plan: ServicePlan,
-    sr: SubscriptionResource,
     pricing: Pricing,
     charge: Charge,
-) -> list[dict[str, Any]]:
-    """The purchase line and (unless the customer is the partner itself) the customer line."""
+    out: list[tuple[_InvoiceDraft, list[Any]]],
+) -> None:
+    """The purchase line and (unless the customer is the partner itself) the customer line,
+    appended to ``out`` with the invoice each belongs to."""
     identity = row_hash(
         environment=ctx.environment,
         subscription_id=sub.id,
@@ -391,158 +606,206 @@ def _lines_for(
         rate_period_id=pricing.rate_period_id,
         source=charge.source,
     )
-    resource = ctx.resources[ctx.rates[pricing.resource_rate_id].resource_id]
-    common = {
-        "partner_id": ctx.partner.id,
-        "environment": ctx.environment,
-        "invoice_date": ctx.invoice_date,
-        "customer_id": customer.id,
-        "subscription_id": sub.id,
-        "resource_rate_id": pricing.resource_rate_id,
-        "rate_period_id": pricing.rate_period_id,
-        "description": f"{resource.name} - {plan.name} ({charge.charge_type})",
-        "sku": charge.sku,
-        "quantity": charge.quantity,
-        "quantity_type": resource.measure_unit,
-        "start_date": charge.start,
-        "end_date": charge.end,
-        "duration": charge.duration,
-        "duration_type": charge.duration_type,
-        "consumer_company_name": customer.company_name,
-        "consumer_company_number": customer.customer_number,
-        "charge_type": charge.charge_type,
-        "billing_frequency": charge.billing_frequency,
-        "sub_po_number": sub.po_number,
-        "row_hash": identity,
-    }
-    result = []
+    described = (pricing.resource_rate_id, plan.id, charge.charge_type)
+    description = ctx.descriptions.get(described) or _describe(ctx, described, plan)
+    # Both lines share everything but kind, uid, prices, VAT and tax zone (see _priced).
+    common = [
+        None,  # invoice_id
+        ctx.partner_id,
+        ctx.environment,
+        None,  # kind
+        ctx.invoice_date_value,
+        customer.id,
+        sub.id,
+        pricing.resource_rate_id,
+        pricing.rate_period_id,
+        None,  # uid
+        description,
+        charge.sku,
+        _units(charge.quantity),
+        ctx.resources[ctx.rates[pricing.resource_rate_id].resource_id].measure_unit,
+        None,  # unit_price
+        None,  # discount
+        None,  # extended_price
+        None,  # vat
+        None,  # tax_zone_id
+        None,  # tax_percentage
+        _date(ctx, charge.start),
+        _date(ctx, charge.end),
+        _units(charge.duration),
+        charge.duration_type,
+        customer.company_name,
+        customer.customer_number,
+        charge.charge_type,
+        charge.billing_frequency,
+        sub.po_number,
+        identity,
+    ]
+    own_use = customer.is_partner_itself
     if charge.cost != ZERO:
-        sale = Sale(
-            ctx.distributor.country_code,
-            ctx.partner.country_code,
-            ctx.partner.vat_number,
+        tax = _tax(
+            ctx,
+            ctx.distributor_country,
+            ctx.partner_country,
+            ctx.partner_vat_number,
             plan.is_telecom,
-            buyer_resells=not customer.is_partner_itself,
+            not own_use,
         )
-        result.append(
-            _priced(
-                ctx,
-                common,
-                "purchase",
-                ("purchase", plan.vendor_id),
-                charge.cost,
-                ZERO,
-                charge,
-                sale,
-                customer,
-            )
-        )
-    if charge.price != ZERO and not customer.is_partner_itself:
-        sale = Sale(
-            ctx.partner.country_code,
+        bill: tuple[Any, ...] = ("purchase", plan.vendor_id)
+        out.append(_priced(ctx, common, "purchase", bill, charge.cost, ZERO, charge, tax, customer))
+    if charge.price != ZERO and not own_use:
+        tax = _tax(
+            ctx,
+            ctx.partner_country,
             customer.country_code,
             customer.vat_number,
             plan.is_telecom,
-            buyer_resells=False,
+            False,
         )
         discount = charge.quantity * charge.discount_per_unit
-        result.append(
-            _priced(
-                ctx,
-                common,
-                "customer",
-                ("customer", customer.id, plan.vendor_id),
-                charge.price,
-                discount,
-                charge,
-                sale,
-                customer,
-            )
+        bill = ("customer", customer.id, plan.vendor_id)
+        out.append(
+            _priced(ctx, common, "customer", bill, charge.price, discount, charge, tax, customer)
         )
-    return result
+
+
+def _describe(ctx: _Context, key: tuple[int, int, str], plan: ServicePlan) -> str:
+    resource = ctx.resources[ctx.rates[key[0]].resource_id]
+    text = ctx.descriptions[key] = f"{resource.name} - {plan.name} ({key[2]})"
+    return text
+
+
+def _tax(
+    ctx: _Context, seller: str, buyer: str, vat_number: str, telecom: bool, resells: bool
+) -> tuple[int, int]:
+    """(tax zone id, its percentage in units) of a sale: ``zone_code_for`` is a pure function
+    of these values, so each combination is worked out once per run."""
+    key = (seller, buyer, vat_number, telecom, resells)
+    found = ctx.tax.get(key)
+    if found is None:
+        zone_code = zone_code_for(Sale(seller, buyer, vat_number, telecom, buyer_resells=resells))
+        try:
+            zone_id, percentage = ctx.zones[zone_code]
+        except KeyError:
+            raise InvalidInput(
+                f"no tax zone for {zone_code!r}: add it to tax_zones before billing",
+                field="tax_zone",
+            ) from None
+        found = ctx.tax[key] = (zone_id, _units(percentage))
+    return found
 
 
 def _priced(
     ctx: _Context,
-    common: dict[str, Any],
+    common: list[Any],
     kind: str,
     invoice_key: tuple[Any, ...],
     unit_price: Decimal,
     discount: Decimal,
     charge: Charge,
-    sale: Sale,
-    customer: Customer,
-) -> dict[str, Any]:
-    zone_code = zone_code_for(sale)
-    try:
-        zone_id, percentage = ctx.zones[zone_code]
-    except KeyError:
-        raise InvalidInput(
-            f"no tax zone for {zone_code!r}: add it to tax_zones before billing",
-            field="tax_zone",
-        ) from None
+    tax: tuple[int, int],
+    customer: Row[Any],
+) -> tuple[_InvoiceDraft, list[Any]]:
+    zone_id, percentage_units = tax
     extended = extended_price(charge.quantity, unit_price, discount, charge.duration)
-    vat = vat_amount(extended, percentage)
+    vat = vat_amount(extended, ctx.zone_percentages[zone_id])
     draft = ctx.invoices.get(invoice_key) or _new_invoice(ctx, invoice_key, kind, customer)
     draft.total_excluding_vat += extended
     draft.total_vat += vat
-    return {
-        **common,
-        "kind": kind,
-        "uid": line_uid(kind, common["row_hash"]),
-        "unit_price": unit_price,
-        "discount": discount,
-        "extended_price": extended,
-        "vat": vat,
-        "tax_zone_id": zone_id,
-        "tax_percentage": percentage,
-        "_invoice_key": invoice_key,
-    }
+    row = common.copy()
+    row[3] = kind
+    row[9] = line_uid(kind, common[29])
+    row[14] = _units(unit_price)
+    row[15] = _units(discount)
+    row[16] = _units(extended)
+    row[17] = _units(vat)
+    row[18] = zone_id
+    row[19] = percentage_units
+    return draft, row
 
 
 def _new_invoice(
-    ctx: _Context, key: tuple[Any, ...], kind: str, customer: Customer
+    ctx: _Context, key: tuple[Any, ...], kind: str, customer: Row[Any]
 ) -> _InvoiceDraft:
     vendor_id = key[-1]
     if kind == "purchase":
         sender = ctx.distributor
-        receiver = _company_receiver(ctx.partner)
+        receiver_json = ctx.receiver_json.get(0) or _receiver_json(ctx, 0, ctx.partner)
         language = ctx.partner.language_code
         customer_id = None
     else:
         sender = ctx.partner
-        receiver = _customer_receiver(customer)
-        language = customer.language_code
         customer_id = customer.id
+        receiver_json = ctx.receiver_json.get(customer_id) or _receiver_json(
+            ctx, customer_id, customer
+        )
+        language = customer.language_code
+    facts = ctx.senders.get(sender.id) or _sender_facts(ctx, sender)
     number = ctx.next_numbers.get(sender.id)
     if number is None:
         number = _last_invoice_number(ctx, sender.id)
     number += 1
     ctx.next_numbers[sender.id] = number
-    sandbox = "-SBX" if ctx.environment == Environment.SANDBOX else ""
-    month = ctx.period_first.strftime("%B %Y")
     values = {
-        "partner_id": ctx.partner.id,
+        "partner_id": ctx.partner_id,
         "environment": ctx.environment,
         "kind": kind,
         "billing_run_id": ctx.run_id,
         "vendor_id": vendor_id,
         "sender_company_id": sender.id,
         "customer_id": customer_id,
-        "invoice_number": f"{sender.invoice_prefix}{sandbox}-{number:07d}",
+        "invoice_number": f"{facts.number_prefix}-{number:07d}",
         "invoice_date": ctx.invoice_date,
-        "due_date": ctx.invoice_date + dt.timedelta(days=sender.terms_of_payment_days),
-        "description": f"{ctx.vendors[vendor_id].name} services {month}",
-        "currency": sender.currency,
-        "terms_of_payment_days": sender.terms_of_payment_days,
+        "due_date": facts.due_date,
+        "description": ctx.vendor_descriptions.get(vendor_id)
+        or _vendor_description(ctx, vendor_id),
+        "currency": facts.currency,
+        "terms_of_payment_days": facts.terms_of_payment_days,
         "type": "invoice",
         "language_code": language,
-        "sender": _sender(sender),
-        "receiver": receiver,
+        "sender": facts.json,
+        "receiver": receiver_json,
     }
     draft = _InvoiceDraft(key, values)
     ctx.invoices[key] = draft
     return draft
+
+
+@dataclass(frozen=True, slots=True)
+class _SenderFacts:
+    """What every invoice of one sender in one run shares."""
+
+    number_prefix: str
+    due_date: dt.date
+    currency: str
+    terms_of_payment_days: int
+    json: str  # the sender snapshot, as SQLAlchemy's JSON type would write it (json.dumps)
+
+
+def _sender_facts(ctx: _Context, sender: Company) -> _SenderFacts:
+    sandbox = "-SBX" if ctx.environment == Environment.SANDBOX else ""
+    facts = ctx.senders[sender.id] = _SenderFacts(
+        number_prefix=f"{sender.invoice_prefix}{sandbox}",
+        due_date=ctx.invoice_date + dt.timedelta(days=sender.terms_of_payment_days),
+        currency=sender.currency,
+        terms_of_payment_days=sender.terms_of_payment_days,
+        json=json.dumps(_sender(sender)),
+    )
+    return facts
+
+
+def _receiver_json(ctx: _Context, customer_id: int, receiver: Any) -> str:
+    """The receiver snapshot as JSON text; ``customer_id`` 0 is the partner (purchase
+    invoices). Customers' entries are dropped with their chunk's invoices."""
+    snapshot = _company_receiver(receiver) if customer_id == 0 else _customer_receiver(receiver)
+    text = ctx.receiver_json[customer_id] = json.dumps(snapshot)
+    return text
+
+
+def _vendor_description(ctx: _Context, vendor_id: int) -> str:
+    month = ctx.period_first.strftime("%B %Y")
+    text = ctx.vendor_descriptions[vendor_id] = f"{ctx.vendors[vendor_id].name} services {month}"
+    return text
 
 
 def _last_invoice_number(ctx: _Context, sender_id: int) -> int:
@@ -567,15 +830,46 @@ def _last_invoice_number(ctx: _Context, sender_id: int) -> int:
 
 
 def _insert_new_invoices(session: Session, ctx: _Context) -> None:
+    """Insert the chunk's new invoices in the order they were opened, with the ids the
+    database would have given them. Customer invoices are complete by now and get their
+    totals; purchase invoices get theirs at the end of the run (``_store_totals``)."""
     pending = [d for d in ctx.invoices.values() if d.id is None]
     if not pending:
         return
-    ids = session.scalars(
-        insert(Invoice).returning(Invoice.id, sort_by_parameter_order=True),
-        [d.values for d in pending],
-    ).all()
+    rows = []
+    ids = _new_invoice_ids(session, ctx, len(pending))
     for draft, invoice_id in zip(pending, ids, strict=True):
         draft.id = invoice_id
+        v = draft.values
+        excl, vat = draft.total_excluding_vat, draft.total_vat
+        if not draft.is_customer_invoice:
+            excl = vat = ZERO  # the column defaults, until _store_totals
+        rows.append(
+            [
+                invoice_id,
+                v["partner_id"],
+                v["environment"],
+                v["kind"],
+                v["billing_run_id"],
+                v["vendor_id"],
+                v["sender_company_id"],
+                v["customer_id"],
+                v["invoice_number"],
+                _date(ctx, v["invoice_date"]),
+                _date(ctx, v["due_date"]),
+                v["description"],
+                v["currency"],
+                v["terms_of_payment_days"],
+                "credit" if excl + vat < ZERO else "invoice",
+                v["language_code"],
+                v["sender"],
+                v["receiver"],
+                _units(excl),
+                _units(vat),
+                _units(excl + vat),
+            ]
+        )
+    _bulk_insert(session, ctx, COPY_INVOICES, INSERT_INVOICES, rows)
 
 
 def _store_totals(session: Session, ctx: _Context) -> None:
@@ -660,7 +954,7 @@ def _company_receiver(company: Company) -> dict[str, Any]:
     }
 
 
-def _customer_receiver(customer: Customer) -> dict[str, Any]:
+def _customer_receiver(customer: Row[Any]) -> dict[str, Any]:
     return {
         "AccountID": customer.id,
         "CustomerNumber": customer.customer_number,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -101,8 +101,14 @@ def build_demo(
     seed: int = 1,
     today: dt.date | None = None,
     progress: Progress | None = None,
+    environments: Sequence[Environment] = tuple(Environment),
+    bill: bool = True,
 ) -> DemoResult:
-    """Fill an empty database and bill it. Raises ``Conflict`` when companies exist already."""
+    """Fill an empty database and bill it. Raises ``Conflict`` when companies exist already.
+
+    ``environments`` and ``bill=False`` are for benchmarks (``bench/``): fewer environments, or
+    customers and subscriptions left unbilled for a timed billing run.
+    """
     today = today or dt.date.today()
     say = progress or (lambda _message: None)
     periods = completed_periods(today, months)
@@ -124,6 +130,8 @@ def build_demo(
             (Environment.PRODUCTION, seed, ""),
             (Environment.SANDBOX, seed + 1_000_003, "Example "),
         ):
+            if env not in environments:
+                continue
             say(f"creating {customers} {env.value} customers")
             _customers_and_subscriptions(
                 session,
@@ -138,11 +146,11 @@ def build_demo(
                 label,
             )
         partner_id = partner.id
-    runs = []
-    for period in periods:
+    runs: list[RunSummary] = []
+    for period in periods if bill else ():
         first = dt.date.fromisoformat(period + "-01")
         invoice_date = add_months(first, 1).replace(day=INVOICE_DAY)
-        for env in Environment:
+        for env in environments:
             say(f"billing {env.value} {period}")
             with transaction(factory, writer=True) as session:
                 runs.append(bill_partner(session, partner_id, env, period, invoice_date))

@@ -10,6 +10,7 @@ generic rendering exactly: ``tests/test_export_*`` compare it with an lxml refer
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from billing_api.export.documents import Field, Kind
@@ -67,6 +68,18 @@ def _build(name: str, lines: list[str]) -> Render:
 
 def xml_renderer(fields: Sequence[Field]) -> Render:
     """``r`` → ``<A>a</A><B />…`` for the fields, empty values as self-closing elements."""
+    return _xml_renderer(tuple(fields))
+
+
+def json_renderer(fields: Sequence[Field]) -> Render:
+    """``r`` → ``"A":a,"B":null…`` for the fields, in the order given."""
+    return _json_renderer(tuple(fields))
+
+
+# Compiled once per field list: a writer is made per request, and compiling its renderers
+# took a quarter of a small download's time (profiled under wrk).
+@lru_cache(maxsize=256)
+def _xml_renderer(fields: tuple[Field, ...]) -> Render:
     _check(fields)
     body = [f"    v{n} = r[{f.index}]" for n, f in enumerate(fields)]
     parts = []
@@ -80,8 +93,8 @@ def xml_renderer(fields: Sequence[Field]) -> Render:
     return _build("render_xml", body)
 
 
-def json_renderer(fields: Sequence[Field]) -> Render:
-    """``r`` → ``"A":a,"B":null…`` for the fields, in the order given."""
+@lru_cache(maxsize=256)
+def _json_renderer(fields: tuple[Field, ...]) -> Render:
     _check(fields)
     body = [f"    v{n} = r[{f.index}]" for n, f in enumerate(fields)]
     parts = []

@@ -3,6 +3,12 @@
 On the export path money and quantities arrive as integers of 1/10,000 and dates as
 ``YYYYMMDD`` text (rendered by the database), so output needs only integer arithmetic and
 table look-ups: no ``Decimal`` or ``date`` per value (see design.md, "the export path").
+
+Amounts repeat across a document's lines (prices, zero discounts, durations, percentages),
+so ``money`` and ``plain`` remember recent results in a small dict, emptied when it reaches
+its bound so that memory stays flat: an integer look-up costs half of the arithmetic.
+Texts are not cached: hashing a fresh string from the driver costs about what the regex
+scan does (measured).
 """
 
 from __future__ import annotations
@@ -19,22 +25,40 @@ _MONEY_FRACTIONS = [f".{f:04d}".rstrip("0").ljust(3, "0") for f in range(SCALE_F
 _PLAIN_FRACTIONS = [f".{f:04d}".rstrip("0").rstrip(".") for f in range(SCALE_FACTOR)]
 
 
+CACHE_SIZE = 4096  # entries per function; emptied when full
+_money_cache: dict[int, str] = {}
+_plain_cache: dict[int, str] = {}
+
+
+def _remember(cache: dict[Any, str], key: Any, text: str) -> str:
+    if len(cache) >= CACHE_SIZE:
+        cache.clear()
+    cache[key] = text
+    return text
+
+
 def money(units: int) -> str:
     """``245000`` → ``"24.50"``; exact, at least two decimals, at most four."""
+    found = _money_cache.get(units)
+    if found is not None:
+        return found
     if units < 0:
         whole, fraction = divmod(-units, SCALE_FACTOR)
-        return f"-{whole}{_MONEY_FRACTIONS[fraction]}"
+        return _remember(_money_cache, units, f"-{whole}{_MONEY_FRACTIONS[fraction]}")
     whole, fraction = divmod(units, SCALE_FACTOR)
-    return f"{whole}{_MONEY_FRACTIONS[fraction]}"
+    return _remember(_money_cache, units, f"{whole}{_MONEY_FRACTIONS[fraction]}")
 
 
 def plain(units: int) -> str:
     """``30000`` → ``"3"``, ``5161`` → ``"0.5161"``: a quantity, duration or percentage."""
+    found = _plain_cache.get(units)
+    if found is not None:
+        return found
     if units < 0:
         whole, fraction = divmod(-units, SCALE_FACTOR)
-        return f"-{whole}{_PLAIN_FRACTIONS[fraction]}"
+        return _remember(_plain_cache, units, f"-{whole}{_PLAIN_FRACTIONS[fraction]}")
     whole, fraction = divmod(units, SCALE_FACTOR)
-    return f"{whole}{_PLAIN_FRACTIONS[fraction]}"
+    return _remember(_plain_cache, units, f"{whole}{_PLAIN_FRACTIONS[fraction]}")
 
 
 # Characters XML 1.0 forbids (C0 controls but tab, LF, CR; lone surrogates; U+FFFE/U+FFFF):

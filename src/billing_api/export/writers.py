@@ -223,6 +223,13 @@ class JsonWriter:
         return ("" if first else ",") + "{" + self._line(row) + "}"
 
 
+@lru_cache(maxsize=64)
+def writer_for(shape: DocumentShape, fmt: str) -> XmlWriter | JsonWriter:
+    """The writer of ``shape`` in ``fmt`` (``xml`` or ``json``): writers hold no state of a
+    document, so one per shape serves every request, party caches included."""
+    return XmlWriter(shape) if fmt == "xml" else JsonWriter(shape)
+
+
 def _cached_party(render: Render, names: tuple[str, ...]) -> Render:
     # One sender on every invoice, a receiver on several in a row: render each text once.
     @lru_cache(maxsize=PARTY_CACHE)

@@ -75,7 +75,7 @@ def build_request(request: Request, key: ApiKey, version: ApiVersion, endpoint: 
     if end < start:
         raise InvalidInput("The end date is before the start date.", field="endDate")
     fmt = "json" if accept == JSON else "xml"
-    params = [("startDate", f"{start:%Y%m%d}"), ("endDate", f"{end:%Y%m%d}")]
+    params = [("startDate", negotiation.compact(start)), ("endDate", negotiation.compact(end))]
     if endpoint == "subscriptiondetails":
         wanted = subscription_text.strip()
         if not wanted:
@@ -90,7 +90,7 @@ def build_request(request: Request, key: ApiKey, version: ApiVersion, endpoint: 
     link = links.signed_url(settings_of(request), key.id, path, [*params, ("format", fmt)],
                             now=now)
     base = str(request.base_url).rstrip("/")
-    filename = f"{endpoint}_{version.name}_{start:%Y%m%d}_{end:%Y%m%d}.{fmt}"
+    filename = f"{endpoint}_{version.name}_{params[0][1]}_{params[1][1]}.{fmt}"
     # The header request that answers the same document: Accept instead of format=.
     curl = ["curl", "--fail-with-body", "-H", f"X-Api-Key: {KEY_PLACEHOLDER}"]
     if accept:

@@ -6,8 +6,9 @@ in, template rendering, and the one place where errors become pages.
 * every POST is refused (403 page) unless its ``csrf_token`` matches the session's;
 * the request is one transaction (``BEGIN IMMEDIATE`` on SQLite for a POST), committed when
   the route returns and rolled back when it raises;
-* a domain error becomes a page (403 for a refused action, with a ``portal_denied`` audit row
-  written in its own transaction; 404, 409, 429 …), never the API's problem document;
+* a domain error becomes a page (403 for a refused action and 404 for an id that is not the
+  viewer's, each with a ``portal_denied`` audit row written in its own transaction; 409,
+  429 …), never the API's problem document;
 * the session cookie is written when it changed, and every answer carries ``no-store`` and a
   Content-Security-Policy that allows nothing from another host.
 """
@@ -242,7 +243,9 @@ def error_page(request: Request, exc: BillingError) -> Response:
         finally:
             unit.close(None)
         me = viewer.me if viewer else None
-    if isinstance(exc, PermissionDenied) and me is not None:
+    if isinstance(exc, PermissionDenied | NotFound) and me is not None:
+        # A 404 here is an id that is not the viewer's company's (a key, user or whitelist
+        # entry of another partner, or none at all): a probe worth a row like a 403.
         # In a transaction of its own: the request's transaction has been rolled back.
         audit.record_in_own_transaction(
             request.app.state.session_factory, audit.EventType.PORTAL_DENIED,
