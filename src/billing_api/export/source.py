@@ -349,7 +349,10 @@ def stream(
         cursor = driver_connection.cursor()
     try:
         cursor.execute(query.sql, query.params)
-        if postgresql:
+        batch = cursor.fetchmany(FETCH_ROWS)
+        yield from batch
+        if postgresql and len(batch) == FETCH_ROWS:
+            # More to come: worth a thread (a small document is done without one).
             yield from _prefetched(cursor)
         else:
             while batch := cursor.fetchmany(FETCH_ROWS):
