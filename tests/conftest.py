@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, delete, make_url, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing_api import migrate
@@ -50,13 +52,24 @@ def _create_postgres_database(url: str) -> tuple[str, str]:
 
 
 def _drop_postgres_database(url: str, name: str) -> None:
+    """Drop a test database. FORCE must also end an autovacuum worker that may be in it,
+    which a role without pg_signal_backend may not do: then wait for it and try again."""
     admin = make_engine(
         make_url(url).set(database="postgres").render_as_string(hide_password=False),
         isolation_level="AUTOCOMMIT",
     )
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        for attempt in range(40):
+            try:
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                return
+            except DBAPIError:
+                if attempt == 39:
+                    raise
+                time.sleep(0.25)
+    finally:
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,7 @@ from billing_api.environments import Environment
 from billing_api.export import stream
 from billing_api.ops.logs import JsonFormatter
 from billing_api.settings import Settings
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, _drop_postgres_database
 from tests.http_server import ipv6_loopback_available, serve
 
 TODAY = dt.date(2026, 11, 25)
@@ -578,11 +578,7 @@ def _postgres_backup_and_restore(database_url: str, tmp_path: Path) -> str:
 
 
 def _drop_postgres(database_url: str, name: str) -> None:
-    admin = make_engine(make_url(database_url).set(database="postgres")
-                        .render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    _drop_postgres_database(database_url, name)  # waits out an autovacuum worker
 
 
 def test_the_readme_gives_the_backup_commands_the_test_runs() -> None:
