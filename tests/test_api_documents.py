@@ -240,9 +240,9 @@ def test_date_bounds_are_inclusive(world: World) -> None:
     assert dates(startDate="20261124", endDate="20261231") == set()
 
 
-def test_default_window_is_three_months_up_to_today(world: World) -> None:
+def test_default_window_is_three_months_up_to_today(world: World, settings: Settings) -> None:
     response = get(world, "/api/v4/invoices")
-    today = dt.date.today()
+    today = settings.today()  # the distributor's day, not the machine's
     disposition = response.headers["content-disposition"]
     assert f"_{today:%Y%m%d}.xml" in disposition
     start = add_months(today, -3)

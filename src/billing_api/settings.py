@@ -6,7 +6,9 @@ or a test, each with its own values.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import platformdirs
 from pydantic import Field, SecretStr, field_validator
@@ -52,6 +54,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "set BILLING_API_SECRET_KEY: the development secret is refused in production"
             )
+
+    def today(self) -> dt.date:
+        """The distributor's business day: the API's default window and the billing date use it,
+        so a server running in UTC does not answer with yesterday's date after 23:00 in Europe."""
+        return dt.datetime.now(ZoneInfo(self.timezone)).date()
 
     @property
     def is_sqlite(self) -> bool:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
 
@@ -90,11 +89,10 @@ def parse_date(name: str, value: str) -> dt.date:
         raise InvalidInput(f"{name}={value!r} is not a real calendar date", field=name) from None
 
 
-def date_range(request: Request, timezone: str) -> tuple[dt.date, dt.date]:
+def date_range(request: Request, today: dt.date) -> tuple[dt.date, dt.date]:
     """The inclusive invoice-date window; defaults to the three months up to today."""
     start_text = request.query_params.get("startDate")
     end_text = request.query_params.get("endDate")
-    today = dt.datetime.now(ZoneInfo(timezone)).date()
     end = parse_date("endDate", end_text) if end_text else today
     if start_text:
         start = parse_date("startDate", start_text)

@@ -133,7 +133,7 @@ def _invoice_endpoint(endpoint: str, summary: str) -> None:
         api_key: ApiKey = None,
     ) -> Response:
         fmt = negotiation.choose_format(request)
-        window = negotiation.date_range(request, request.app.state.settings.timezone)
+        window = negotiation.date_range(request, request.app.state.settings.today())
         scope = negotiation.scope_for(caller.company_id, caller.environment, window)
         # Open the transaction before answering, so a database that is down is a 503, not a
         # broken stream.
@@ -191,7 +191,7 @@ def subscription_details(
     api_key: ApiKey = None,
 ) -> Response:
     fmt = negotiation.choose_format(request)
-    window = negotiation.date_range(request, request.app.state.settings.timezone)
+    window = negotiation.date_range(request, request.app.state.settings.today())
     wanted = negotiation.subscription_id(request)
     with transaction(request.app.state.session_factory) as session:
         tree = details.build_details(

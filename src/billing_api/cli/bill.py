@@ -12,7 +12,7 @@ from sqlalchemy import select
 from billing_api.access.models import Company
 from billing_api.billing.rating import parse_period
 from billing_api.billing.run import RunSummary, bill_partner
-from billing_api.cli.context import emit, err, fail, unit_of_work
+from billing_api.cli.context import emit, err, fail, settings, unit_of_work
 from billing_api.environments import Environment
 
 
@@ -36,7 +36,7 @@ def bill(
         parse_period(period)
     except ValueError as exc:
         fail(f"--period: {exc}")
-    day = _parse_day(invoice_date) if invoice_date else dt.date.today()
+    day = _parse_day(invoice_date) if invoice_date else settings().today()
     environments = [environment] if environment else list(Environment)
     with unit_of_work() as session:
         stmt = select(Company.id, Company.name).where(Company.kind == "partner")

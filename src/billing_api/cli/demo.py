@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from billing_api import migrate
 from billing_api.access.models import Company, User
 from billing_api.access.passwords import generate_password, hash_password
-from billing_api.cli.context import emit, engine, err, fail, unit_of_work
+from billing_api.cli.context import emit, engine, err, fail, settings, unit_of_work
 from billing_api.db import make_session_factory
 from billing_api.demo.generator import ADMIN_EMAIL, build_demo
 from billing_api.errors import BillingError
@@ -43,7 +43,7 @@ def demo(
     if if_empty and _has_data():
         _reset_demo_login()
         return
-    day = dt.date.fromisoformat(today) if today else dt.date.today()
+    day = dt.date.fromisoformat(today) if today else settings().today()
     started = time.perf_counter()
     try:
         result = build_demo(
