@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from billing_api.access import keys, links, permissions, users, whitelist
+from billing_api.access import grants, keys, links, permissions, users, whitelist
 from billing_api.access.client_address import client_address
 from billing_api.access.errors import (
     BadToken,
@@ -64,7 +64,11 @@ def test_key_service(factory: sessionmaker[Session], settings: Settings) -> None
         key, secret = keys.create_key(session, settings, company,
                                       environment=Environment.SANDBOX, name="erp", actor=clerk,
                                       expires_on=dt.date.today() + dt.timedelta(days=3))
-        assert keys.find_by_secret(session, settings, secret) is key
+        session.flush()
+        grant = grants.grant_for_secret(session, settings, secret)
+        assert grant is not None and grant.key_id == key.id and grant.status() == "active"
+        assert grant.networks == () and not grant.api_enabled
+        assert grants.grant_for_secret(session, settings, secret[:-1] + "x") is None
         stored = session.scalars(select(ApiKey)).one()
         assert secret not in (stored.digest, stored.display_prefix)
         with pytest.raises(InvalidInput):
@@ -72,6 +76,8 @@ def test_key_service(factory: sessionmaker[Session], settings: Settings) -> None
                             name="old", expires_on=dt.date(2000, 1, 1))
         keys.revoke_key(session, company, key.id)
         assert keys.key_status(key) == "revoked"
+        revoked = grants.grant_for_key_id(session, key.id)
+        assert revoked is not None and revoked.status() == "revoked"
         with pytest.raises(Conflict):
             keys.revoke_key(session, company, key.id)
 

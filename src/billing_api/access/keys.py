@@ -92,18 +92,6 @@ def digest(settings: Settings, secret: str) -> str:
                     hashlib.sha256).hexdigest()
 
 
-def find_by_secret(session: Session, settings: Settings, secret: str) -> ApiKey | None:
-    """The key row whose digest matches, or None. Always computes the digest and queries,
-    so a malformed or unknown key costs what a valid one does."""
-    wanted = digest(settings, secret)
-    key = session.scalars(select(ApiKey).where(ApiKey.digest == wanted)).one_or_none()
-    # The index found it by equality; the constant-time compare is the habit that stays safe
-    # if the lookup ever changes (prefix search, cache).
-    if key is not None and hmac.compare_digest(key.digest, wanted):
-        return key
-    return None
-
-
 def expiry_from_date(day: dt.date, timezone: str) -> dt.datetime:
     """A key expiring on ``day`` works until the end of that day in the operator's timezone."""
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), ZoneInfo(timezone))
@@ -139,9 +127,15 @@ def create_key(session: Session, settings: Settings, company: Company, *,
 
 
 def key_status(key: ApiKey, now: dt.datetime | None = None) -> str:
-    if key.revoked_at is not None:
+    return status_of(key.revoked_at, key.expires_at, now)
+
+
+def status_of(revoked_at: dt.datetime | None, expires_at: dt.datetime | None,
+              now: dt.datetime | None = None) -> str:
+    """``revoked``, ``expired`` or ``active``."""
+    if revoked_at is not None:
         return "revoked"
-    if key.expires_at is not None and key.expires_at <= (now or utcnow()):
+    if expires_at is not None and expires_at <= (now or utcnow()):
         return "expired"
     return "active"
 

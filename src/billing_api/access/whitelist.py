@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from functools import lru_cache
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -62,10 +63,16 @@ def is_allowed(address: IPAddress | None, networks: Iterable[str | IPNetwork]) -
         return False
     client = unmap(address)
     for entry in networks:
-        network = ipaddress.ip_network(entry) if isinstance(entry, str) else entry
+        network = _stored_network(entry) if isinstance(entry, str) else entry
         if network.version == client.version and client in network:
             return True
     return False
+
+
+@lru_cache(maxsize=4096)
+def _stored_network(text: str) -> IPNetwork:
+    # Parsing costs more than the membership test; entries repeat on every request.
+    return ipaddress.ip_network(text)
 
 
 def networks_for(session: Session, company_id: int) -> list[str]:

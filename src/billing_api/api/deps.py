@@ -24,7 +24,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from billing_api.access import audit, keys, links, whitelist
+from billing_api.access import audit, grants, keys, links, whitelist
 from billing_api.access.client_address import client_address
 from billing_api.access.errors import (
     AccessForbidden,
@@ -39,7 +39,7 @@ from billing_api.access.errors import (
     RevokedKey,
     UnknownKey,
 )
-from billing_api.access.models import ApiKey, Company
+from billing_api.access.models import ApiKey
 from billing_api.access.ratelimit import RateLimiter, api_limiter, check_api_rate
 from billing_api.access.redaction import install_log_redaction
 from billing_api.access.whitelist import IPAddress
@@ -91,10 +91,10 @@ def authenticate_request(request: Request) -> ApiCaller:
     attempt = _Attempt(address=str(address) if address else "")
     try:
         with transaction(factory) as session:
-            key = _check(session, settings, request, address, attempt)
-            caller = ApiCaller(key.company_id, key.id, key.environment, key.display_prefix,
-                               attempt.address)
-            stale = key.last_used_at
+            grant = _check(session, settings, request, address, attempt)
+            caller = ApiCaller(grant.company_id, grant.key_id, grant.environment,
+                               grant.display_prefix, attempt.address)
+            stale = grant.last_used_at
         limiter: RateLimiter = request.app.state.api_rate_limiter
         check_api_rate(limiter, caller.key_id, settings.rate_limit_per_minute)
     except (AuthenticationFailed, AccessForbidden, RateLimited) as exc:
@@ -121,49 +121,47 @@ def _stamp_last_used(factory: sessionmaker[Session], key_id: int, now: dt.dateti
 
 
 def _check(session: Session, settings: Settings, request: Request, address: IPAddress | None,
-           attempt: _Attempt) -> ApiKey:
+           attempt: _Attempt) -> grants.KeyGrant:
     header = request.headers.get("x-api-key")
     token = request.query_params.get(links.TOKEN_PARAM)
     if header is None and token is None:
         raise MissingKey("no API key: send it in the X-Api-Key header")
-    key: ApiKey | None
+    grant: grants.KeyGrant | None
     if header is not None:
         secret = header.strip()
         parsed = keys.parse_secret(secret)
         # Digest and lookup run whatever the format, so a malformed key costs what a valid
         # one does.
-        key = keys.find_by_secret(session, settings, secret)
+        grant = grants.grant_for_secret(session, settings, secret)
         if parsed is None:
             raise MalformedKey("the API key is malformed (checksum mismatch): copy it again")
         attempt.key_prefix = parsed.display_prefix
-        if key is None:
+        if grant is None:
             raise UnknownKey("the API key is not known: check it or create a new one")
     else:
         assert token is not None
         key_id = links.verify_link(settings, token, request.url.path,
                                    request.query_params.multi_items())
-        key = session.get(ApiKey, key_id)
-        if key is None:
+        grant = grants.grant_for_key_id(session, key_id)
+        if grant is None:
             raise BadToken("the download link's key does not exist: create a new link")
     attempt.company_id, attempt.key_id, attempt.key_prefix = (
-        key.company_id, key.id, key.display_prefix)
-    status = keys.key_status(key)
+        grant.company_id, grant.key_id, grant.display_prefix)
+    status = grant.status()
     if status == "revoked":
         raise RevokedKey("the API key has been revoked: create a new one under Your APIs")
     if status == "expired":
         raise ExpiredKey("the API key has expired: create a new one under Your APIs")
-    company = session.get(Company, key.company_id)
-    if company is None or not company.api_enabled:
+    if not grant.api_enabled:
         raise ApiDisabled("the Billing API is not enabled for this account: the Account "
                           "Administrator can enable it under Your APIs")
-    networks = whitelist.networks_for(session, company.id)
-    if not networks:
+    if not grant.networks:
         raise IpNotWhitelisted(EMPTY_WHITELIST)
-    if not whitelist.is_allowed(address, networks):
+    if not whitelist.is_allowed(address, grant.networks):
         shown = attempt.address or "unknown"
         raise IpNotWhitelisted(f"your IP address {shown} is not whitelisted for this account: "
                                "add it under Your APIs")
-    return key
+    return grant
 
 
 def _audit_refusal(request: Request, attempt: _Attempt, exc: Exception) -> None:
