@@ -11,7 +11,6 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request, Response, Security
-from fastapi.responses import StreamingResponse
 from fastapi.security import APIKeyHeader
 
 from billing_api.api import negotiation
@@ -23,7 +22,7 @@ from billing_api.db import transaction
 from billing_api.errors import NotFound
 from billing_api.export import details
 from billing_api.export.documents import invoice_shape
-from billing_api.export.stream import in_export_threads, invoice_document, open_export
+from billing_api.export.stream import document_response, invoice_document, open_export
 
 MEDIA_TYPES = {"xml": "application/xml; charset=utf-8", "json": "application/json"}
 
@@ -139,11 +138,7 @@ def _invoice_endpoint(endpoint: str, summary: str) -> None:
         # broken stream.
         connection = open_export(request.app.state.engine)
         body = invoice_document(connection, invoice_shape(endpoint, version.v4_fields), scope, fmt)
-        return StreamingResponse(
-            in_export_threads(body),
-            media_type=MEDIA_TYPES[fmt],
-            headers=_headers(version, endpoint, fmt, window),
-        )
+        return document_response(body, MEDIA_TYPES[fmt], _headers(version, endpoint, fmt, window))
 
     handler.__name__ = endpoint
     router.add_api_route(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 
 from billing_api.export import source as s
 
@@ -158,7 +159,9 @@ TOTAL_FIELDS = _positional(TOTALS, default=M)
 DETAIL_FIELDS = _positional(DETAIL, {"noshow": Kind.BOOL})
 
 
-@dataclass(frozen=True, slots=True)
+# Compared and hashed by identity: ``invoice_shape`` hands out one object per document and
+# version, and hashing every field list on each request's cache look-ups cost 36 µs.
+@dataclass(frozen=True, slots=True, eq=False)
 class DocumentShape:
     """Everything a writer needs to know about one document of one version."""
 
@@ -182,6 +185,7 @@ def _customer(cost_center_name: str) -> tuple[Field, ...]:
     )
 
 
+@lru_cache(maxsize=16)
 def invoice_shape(endpoint: str, v4: bool) -> DocumentShape:
     """The shape of ``invoices``, ``customerinvoices`` or ``consolidatedinvoices``."""
     consolidated = endpoint == "consolidatedinvoices"

@@ -19,6 +19,7 @@ import anyio
 import anyio.to_thread
 from anyio.lowlevel import RunVar
 from sqlalchemy import Connection, Engine
+from starlette.responses import Response, StreamingResponse
 
 from billing_api.export import source as s
 from billing_api.export.documents import DocumentShape
@@ -123,6 +124,38 @@ def _merge(
     out.append(writer.end())
     yield "".join(out).encode()
     streamed.inc(pending)
+
+
+def document_response(
+    chunks: Generator[bytes, None, None], media_type: str, headers: dict[str, str]
+) -> Response:
+    """The response for a document's chunks, started in the calling (request) thread.
+
+    A document that ends within its first chunk (an ERP polling one day: one invoice, a few
+    KB) is sent whole with its length, with no further thread hand-off: under load each hop
+    cost more than writing the document (bench/load.py). A longer one streams the rest from
+    the export threads. An error before the first byte is then an ordinary error answer.
+    """
+    first = next(chunks)  # a document always has at least one chunk
+    try:
+        second = next(chunks)
+    except StopIteration:
+        return Response(first, media_type=media_type, headers=headers)
+    return StreamingResponse(
+        in_export_threads(_continued((first, second), chunks)),
+        media_type=media_type,
+        headers=headers,
+    )
+
+
+def _continued(
+    head: tuple[bytes, ...], rest: Generator[bytes, None, None]
+) -> Generator[bytes, None, None]:
+    try:
+        yield from head
+        yield from rest
+    finally:
+        rest.close()  # the connection is released even if the client left during ``head``
 
 
 async def in_export_threads(chunks: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
