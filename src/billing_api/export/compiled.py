@@ -14,33 +14,49 @@ from functools import lru_cache
 from typing import Any
 
 from billing_api.export.documents import Field, Kind
-from billing_api.export.values import bool_text, json_text, money, plain, xml_text
+from billing_api.export.values import (
+    bool_text,
+    cached_money,
+    cached_plain,
+    json_text,
+    money,
+    needs_xml_escape,
+    plain,
+    xml_escape,
+)
 
 Render = Callable[[Sequence[Any]], str]
 # Constants go in by name so that generated expressions hold no quote characters.
 _HELPERS = {
-    "xml_text": xml_text,
+    "needs_xml_escape": needs_xml_escape,
+    "xml_escape": xml_escape,
     "json_text": json_text,
     "money": money,
     "plain": plain,
+    "cached_money": cached_money,
+    "cached_plain": cached_plain,
     "bool_text": bool_text,
     "EMPTY_STRING": '""',
     "NULL": "null",
     "QUOTE": '"',
 }
+# Calls are the cost here, so the common cases are inlined: a clean text needs one regex
+# scan and no escaping, a repeated amount is one dict look-up (its text is never empty).
+_MONEY = "(cached_money({v}) or money({v}))"
+_PLAIN = "(cached_plain({v}) or plain({v}))"
 _XML_VALUE = {
-    Kind.TEXT: "xml_text({v})",
+    Kind.TEXT: "({v} if needs_xml_escape({v}) is None else xml_escape({v}))",
     Kind.INT: "str({v})",
-    Kind.MONEY: "money({v})",
-    Kind.PLAIN: "plain({v})",
+    Kind.MONEY: _MONEY,
+    Kind.PLAIN: _PLAIN,
     Kind.DATE: "{v}",
     Kind.BOOL: "bool_text({v})",
 }
 _JSON_VALUE = {
     Kind.TEXT: "json_text({v})",
     Kind.INT: "{v}",
-    Kind.MONEY: "money({v})",
-    Kind.PLAIN: "plain({v})",
+    Kind.MONEY: _MONEY,
+    Kind.PLAIN: _PLAIN,
     Kind.DATE: "QUOTE + {v} + QUOTE",
     Kind.BOOL: "bool_text({v})",
 }

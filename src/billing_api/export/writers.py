@@ -9,7 +9,7 @@ costs one call; header, party and totals values are first put in tuples of their
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -36,6 +36,7 @@ XML_NAMESPACES = (
     'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
 )
 PARTY_CACHE = 256
+DETAILS_CACHE = 1024
 TYPE_IDENTIFIERS = {"invoice": ("Invoice", 1), "credit": ("Credit", 2)}
 
 
@@ -88,6 +89,7 @@ class XmlWriter:
         self._detail = xml_renderer(DETAIL_FIELDS)
         self._sender = _cached_party(xml_renderer(SENDER_FIELDS), SENDER)
         self._receiver = _cached_party(xml_renderer(RECEIVER_FIELDS), RECEIVER)
+        self._details = _cached(self._render_details, DETAILS_CACHE)
 
     def begin(self) -> str:
         wrapper = f"<{self.shape.xml_invoices_wrapper}>" if self.shape.xml_invoices_wrapper else ""
@@ -125,16 +127,17 @@ class XmlWriter:
     def subscription_start(self, row: Row, first: bool) -> str:
         text = f"<Subscription>{self._subscription(row)}"
         if self.shape.subscription_details:
-            details = "".join(
-                f"<SubscriptionDetail>{self._detail(d)}</SubscriptionDetail>"
-                for d in detail_tuples(row[s.ATTRIBUTES])
-            )
-            text += (
-                f"<SubscriptionDetails>{details}</SubscriptionDetails>"
-                if details
-                else "<SubscriptionDetails />"
-            )
+            text += self._details(row[s.ATTRIBUTES])
         return text + "<PriceLines>"
+
+    def _render_details(self, attributes_json: str | None) -> str:
+        details = "".join(
+            f"<SubscriptionDetail>{self._detail(d)}</SubscriptionDetail>"
+            for d in detail_tuples(attributes_json)
+        )
+        if not details:
+            return "<SubscriptionDetails />"
+        return f"<SubscriptionDetails>{details}</SubscriptionDetails>"
 
     def subscription_end(self, row: Row) -> str:
         return "</PriceLines></Subscription>"
@@ -156,6 +159,7 @@ class JsonWriter:
         self._detail = json_renderer(_sorted(DETAIL_FIELDS))
         self._sender = _cached_party(json_renderer(_sorted(SENDER_FIELDS)), SENDER)
         self._receiver = _cached_party(json_renderer(_sorted(RECEIVER_FIELDS)), RECEIVER)
+        self._details = _cached(self._render_details, DETAILS_CACHE)
         # The subscription's keys fall before and after its nested lists in sorted order.
         keys = [*shape.subscription, Field("PriceLines", -1, Kind.TEXT)]
         if shape.subscription_details:
@@ -211,16 +215,17 @@ class JsonWriter:
         if self._has_mid:
             parts.append(self._sub_mid(row))
         if self._details_after:
-            details = ",".join(
-                "{" + self._detail(d) + "}" for d in detail_tuples(row[s.ATTRIBUTES])
-            )
-            parts.append(f'"SubscriptionDetails":[{details}]')
+            parts.append(self._details(row[s.ATTRIBUTES]))
         if self._has_end:
             parts.append(self._sub_end(row))
         return "]," + ",".join(parts) + "}" if parts else "]}"
 
     def line(self, row: Row, first: bool) -> str:
         return ("" if first else ",") + "{" + self._line(row) + "}"
+
+    def _render_details(self, attributes_json: str | None) -> str:
+        details = ",".join("{" + self._detail(d) + "}" for d in detail_tuples(attributes_json))
+        return f'"SubscriptionDetails":[{details}]'
 
 
 @lru_cache(maxsize=64)
@@ -230,10 +235,13 @@ def writer_for(shape: DocumentShape, fmt: str) -> XmlWriter | JsonWriter:
     return XmlWriter(shape) if fmt == "xml" else JsonWriter(shape)
 
 
-def _cached_party(render: Render, names: tuple[str, ...]) -> Render:
+def _cached_party(render: Render, names: tuple[str, ...]) -> Callable[[str], str]:
     # One sender on every invoice, a receiver on several in a row: render each text once.
-    @lru_cache(maxsize=PARTY_CACHE)
-    def party(raw: str) -> str:
-        return render(party_tuple(raw, names))
+    return _cached(lambda raw: render(party_tuple(raw, names)), PARTY_CACHE)
 
-    return party  # type: ignore[return-value]
+
+def _cached(render: Callable[[Any], str], size: int) -> Callable[[Any], str]:
+    """``render`` of a raw JSON text from the database, remembered for the ``size`` texts
+    seen last: senders, receivers and attribute sets repeat across a document's invoices,
+    and parsing one costs more than hashing it."""
+    return lru_cache(maxsize=size)(render)
