@@ -68,6 +68,7 @@ def main() -> None:
     if args.from_json:
         summary = json.loads(args.from_json.read_text())
         summary["targets"] = report.targets(summary["benchmarks"])
+        args.output.mkdir(parents=True, exist_ok=True)
         report.write(summary, args.output / "performance.md", args.output / "performance.png")
         common.say(f"wrote {args.output / 'performance.md'} from {args.from_json}")
         return
