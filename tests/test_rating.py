@@ -6,6 +6,8 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from billing_api.billing.rating import (
     add_months,
@@ -13,11 +15,14 @@ from billing_api.billing.rating import (
     cycle_duration,
     cycle_starts_in,
     extended_price,
+    extended_units,
     parse_period,
     round_cents,
     vat_amount,
+    vat_units,
 )
-from billing_api.billing.rowhash import row_hash
+from billing_api.billing.rowhash import line_uid, row_hash
+from billing_api.db import to_units
 
 D = Decimal
 
@@ -108,3 +113,39 @@ def test_row_hash_depends_on_every_part_of_the_identity() -> None:
     ]
     hashes = {row_hash(**(base | {k: v})) for k, v in variants}  # type: ignore[arg-type]
     assert len(hashes) == len(variants) and reference not in hashes
+
+
+# The run prices lines in integer units (``extended_units``, ``vat_units``) for speed; the
+# Decimal functions above state the rule. They must agree on every amount the run can meet.
+four_places = st.decimals(min_value=-10**6, max_value=10**6, places=4)
+eight_places = st.decimals(min_value=-10**6, max_value=10**6, places=8)
+
+
+@given(quantity=four_places, unit=four_places, discount=eight_places,
+       duration=st.decimals(min_value=0, max_value=100, places=4))
+@settings(max_examples=2000)
+def test_integer_line_formula_equals_the_decimal_rule(
+    quantity: Decimal, unit: Decimal, discount: Decimal, duration: Decimal
+) -> None:
+    expected = extended_price(quantity, unit, discount, duration)
+    got = extended_units(to_units(quantity), to_units(unit), int(discount.scaleb(8)),
+                         to_units(duration))
+    assert got == to_units(expected)
+
+
+@given(extended=four_places.map(round_cents),
+       percentage=st.decimals(min_value=0, max_value=100, places=4))
+@settings(max_examples=2000)
+def test_integer_vat_equals_the_decimal_rule(extended: Decimal, percentage: Decimal) -> None:
+    assert vat_units(to_units(extended), to_units(percentage)) == to_units(
+        vat_amount(extended, percentage))
+
+
+@given(st.binary(min_size=1, max_size=40).map(bytes.hex))
+def test_line_uid_is_a_version_4_uuid_of_the_hash(hash_hex: str) -> None:
+    # line_uid spells out uuid.UUID's formatting for speed; the library is the reference.
+    import hashlib
+    import uuid
+
+    digest = hashlib.sha256(f"purchase:{hash_hex}".encode()).digest()
+    assert line_uid("purchase", hash_hex) == str(uuid.UUID(bytes=digest[:16], version=4))

@@ -15,6 +15,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from billing_api.billing.rating import (
     ZERO,
@@ -32,8 +33,9 @@ ONE_TIME_FEE = "One Time Fee"
 CORRECTION = "Correction"
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+# Change, SubscriptionState and Charge are made several times per subscription resource in a
+# run: named tuples, as immutable as frozen dataclasses and built several times faster.
+class Change(NamedTuple):
     id: int
     effective_date: dt.date
     old_amount: Decimal
@@ -63,8 +65,7 @@ class Pricing:
     cancellation_sku: str
 
 
-@dataclass(frozen=True, slots=True)
-class SubscriptionState:
+class SubscriptionState(NamedTuple):
     start_date: dt.date
     expiration_date: dt.date | None
     cancelled_on: dt.date | None
@@ -73,8 +74,7 @@ class SubscriptionState:
     changes: Sequence[Change]  # every change of this resource, any date, billed or not
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
+class Charge(NamedTuple):
     charge_type: str
     start: dt.date
     end: dt.date

@@ -31,6 +31,30 @@ def vat_amount(extended: Decimal, percentage: Decimal) -> Decimal:
     return round_cents(extended * percentage / HUNDRED)
 
 
+def extended_units(quantity: int, unit_price: int, discount: int, duration: int) -> int:
+    """``extended_price`` in integer units of 1/10,000 (``db.to_units``), exactly: the run's
+    per-line path, as Decimal arithmetic costs several times more. ``discount`` is in
+    1/10^8 (a quantity times a per-unit discount, both in units)."""
+    # (quantity × price − discount) × duration is in 1/10^12; a cent is 10^10 of those.
+    cents = round_half_away((quantity * unit_price - discount) * duration, 10**10)
+    return cents * 100
+
+
+def vat_units(extended: int, percentage: int) -> int:
+    """``vat_amount`` in integer units: ``extended`` and ``percentage`` in 1/10,000."""
+    # extended × percentage / 100 is in 1/10^10; a cent is 10^8 of those.
+    return round_half_away(extended * percentage, 10**8) * 100
+
+
+def round_half_away(numerator: int, denominator: int) -> int:
+    """``numerator / denominator`` rounded to an integer, half away from zero, like
+    ``round_cents``."""
+    whole, rest = divmod(abs(numerator), denominator)
+    if 2 * rest >= denominator:
+        whole += 1
+    return whole if numerator >= 0 else -whole
+
+
 def parse_period(period: str) -> tuple[dt.date, dt.date]:
     """``"2026-10"`` → (first day, last day). Raises ``ValueError`` naming the expected form."""
     try:
@@ -45,14 +69,25 @@ def parse_period(period: str) -> tuple[dt.date, dt.date]:
 
 
 def month_end(day: dt.date) -> dt.date:
-    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
+    return dt.date(day.year, day.month, days_in_month(day.year, day.month))
+
+
+_MONTH_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def days_in_month(year: int, month: int) -> int:
+    """``calendar.monthrange(year, month)[1]`` without the weekday it also works out: the run
+    asks this several times per charge."""
+    if month == 2 and calendar.isleap(year):
+        return 29
+    return _MONTH_DAYS[month]
 
 
 def add_months(day: dt.date, months: int) -> dt.date:
     """Same day ``months`` later, clamped to the month's last day (31 Jan + 1 → 28/29 Feb)."""
     index = day.year * 12 + day.month - 1 + months
     year, month = divmod(index, 12)
-    last = calendar.monthrange(year, month + 1)[1]
+    last = days_in_month(year, month + 1)
     return dt.date(year, month + 1, min(day.day, last))
 
 
@@ -69,7 +104,7 @@ def cycle_containing(
     the month's end; longer cycles run from the start date's anniversaries.
     """
     if cycle_months == 1:
-        first = max(start_date, day.replace(day=1))
+        first = max(start_date, dt.date(day.year, day.month, 1))
         return first, month_end(day)
     k = ((day.year - start_date.year) * 12 + day.month - start_date.month) // cycle_months
     k = max(k, 0)
@@ -87,7 +122,7 @@ def cycle_starts_in(
     """Every cycle start that falls between ``first`` and ``last`` (inclusive)."""
     starts: list[dt.date] = []
     if cycle_months == 1:
-        day = start_date if start_date >= first else first.replace(day=1)
+        day = start_date if start_date >= first else dt.date(first.year, first.month, 1)
         if day < first:
             day = first_of_next_month(day)
         while day <= last:
@@ -113,11 +148,11 @@ def cycle_duration(
     of a 30-day month is 0.5.
     """
     if cycle_months == 1:
-        days_in_month = calendar.monthrange(cycle_last.year, cycle_last.month)[1]
+        month_days = days_in_month(cycle_last.year, cycle_last.month)
         covered = (cycle_last - from_day).days + 1
-        if covered == days_in_month:
+        if covered == month_days:
             return Decimal(1)
-        return (Decimal(covered) / Decimal(days_in_month)).quantize(DURATION_QUANTUM, ROUND_HALF_UP)
+        return (Decimal(covered) / Decimal(month_days)).quantize(DURATION_QUANTUM, ROUND_HALF_UP)
     total = (cycle_last - cycle_first).days + 1
     covered = (cycle_last - from_day).days + 1
     if covered == total:

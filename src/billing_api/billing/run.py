@@ -11,10 +11,12 @@ invoices are complete when its chunk is done, so they are written with their tot
 forgotten; only the purchase invoices (one per vendor) live for the whole run.
 
 Cost per line is what a run of a million lines is made of (profiled, see docs/performance.md):
-chunks are read as plain rows rather than ORM entities, each line is built once as a list in
-``LINE_COLUMNS`` order with values already in the driver's form (integer units, dates), and
-lines go to the driver's own bulk path (``COPY`` on PostgreSQL, ``executemany`` on SQLite)
-instead of SQLAlchemy's per-row parameter processing, which took half of a run.
+chunks are read as named tuples rather than ORM entities (``chunk``), money is worked out in
+integer units rather than Decimals (``rating.extended_units``; exact all the same), each line
+is built once as a list in ``LINE_COLUMNS`` order with values already in the driver's form
+(integer units, dates), and lines go to the driver's own bulk path (``COPY`` on PostgreSQL,
+``executemany`` on SQLite) instead of SQLAlchemy's per-row parameter processing, which took
+half of a run.
 """
 
 from __future__ import annotations
@@ -22,21 +24,27 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Context, Decimal
-from typing import Any, cast
+from typing import Any, NamedTuple
 
-from sqlalchemy import Table, bindparam, func, or_, select, update
-from sqlalchemy.engine import Row
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from billing_api.access.models import Company
 from billing_api.billing.charges import Change, Charge, Pricing, SubscriptionState, period_charges
+from billing_api.billing.chunk import (
+    CustomerRow,
+    ResourceRow,
+    SubscriptionRow,
+    columns,
+    read_chunk,
+    table,
+)
 from billing_api.billing.countries import country_name, language_name
 from billing_api.billing.models import BillingRun, Invoice, InvoiceSequence, TaxZone
-from billing_api.billing.rating import ZERO, extended_price, parse_period, vat_amount
+from billing_api.billing.rating import ZERO, extended_units, parse_period, vat_units
 from billing_api.billing.rowhash import line_uid, row_hash
 from billing_api.billing.vat import Sale, zone_code_for
 from billing_api.catalog.models import (
@@ -47,43 +55,38 @@ from billing_api.catalog.models import (
     ServicePlan,
     Vendor,
 )
-from billing_api.customers.models import (
-    Customer,
-    Subscription,
-    SubscriptionChange,
-    SubscriptionResource,
-    UsageRecord,
-)
-from billing_api.db import MAX_UNITS, SCALE, to_units
+from billing_api.customers.models import Customer, Subscription, SubscriptionChange
+from billing_api.db import MAX_UNITS, SCALE, SCALE_FACTOR, from_units, to_units
 from billing_api.environments import Environment
 from billing_api.errors import Conflict, InvalidInput, NotFound
 
 CUSTOMER_CHUNK = 500
 Progress = Callable[[int, int], None]
 
-# A price line's columns in the order the run builds them; ``invoice_id`` is set once the
-# chunk's new invoices have their ids.
+# A price line's columns in the order the run builds them: ``invoice_id`` (set once the
+# chunk's new invoices have their ids), what differs between a charge's purchase and customer
+# line, then what they share (one tuple per charge, see _lines_for).
 LINE_COLUMNS = (
     "invoice_id",
-    "partner_id",
-    "environment",
     "kind",
-    "invoice_date",
-    "customer_id",
-    "subscription_id",
-    "resource_rate_id",
-    "rate_period_id",
     "uid",
-    "description",
-    "sku",
-    "quantity",
-    "quantity_type",
     "unit_price",
     "discount",
     "extended_price",
     "vat",
     "tax_zone_id",
     "tax_percentage",
+    "partner_id",
+    "environment",
+    "invoice_date",
+    "customer_id",
+    "subscription_id",
+    "resource_rate_id",
+    "rate_period_id",
+    "description",
+    "sku",
+    "quantity",
+    "quantity_type",
     "start_date",
     "end_date",
     "duration",
@@ -95,7 +98,8 @@ LINE_COLUMNS = (
     "sub_po_number",
     "row_hash",
 )
-# An invoice's columns as the run writes them, ids included (see _insert_new_invoices).
+# An invoice's columns as the run writes them: its id, what _new_invoice knows (its
+# ``fields``), then its type and totals (see _insert_new_invoices).
 INVOICE_COLUMNS = (
     "id",
     "partner_id",
@@ -111,10 +115,10 @@ INVOICE_COLUMNS = (
     "description",
     "currency",
     "terms_of_payment_days",
-    "type",
     "language_code",
     "sender",
     "receiver",
+    "type",
     "total_excluding_vat",
     "total_vat",
     "total_including_vat",
@@ -149,13 +153,20 @@ class RunSummary:
     total_vat: Decimal = ZERO
 
 
+class _Plan(NamedTuple):
+    id: int
+    name: str
+    vendor_id: int
+    is_telecom: bool
+
+
 @dataclass(slots=True)
 class _InvoiceDraft:
     key: tuple[Any, ...]
-    values: dict[str, Any]
+    fields: tuple[Any, ...]  # INVOICE_COLUMNS from partner_id to receiver
     id: int | None = None
-    total_excluding_vat: Decimal = ZERO
-    total_vat: Decimal = ZERO
+    excluding_vat: int = 0  # totals in units (db.to_units)
+    vat: int = 0
 
     @property
     def is_customer_invoice(self) -> bool:
@@ -175,19 +186,20 @@ class _Context:
     run_id: int
     distributor: Company
     partner: Company
-    plans: dict[int, ServicePlan]
+    plans: dict[int, _Plan]
     plan_periods: dict[int, PlanPeriod]
     rates: dict[int, ResourceRate]
     rate_periods: dict[int, RatePeriod]
     resources: dict[int, Resource]
     vendors: dict[int, Vendor]
     zones: dict[str, tuple[int, Decimal]]
+    measure_units: dict[int, str]  # per resource rate
     invoices: dict[tuple[Any, ...], _InvoiceDraft] = field(default_factory=dict)
     next_numbers: dict[int, int] = field(default_factory=dict)
     # Customer invoices written and forgotten (see the module docstring): count and totals.
     done_invoices: int = 0
-    done_excluding_vat: Decimal = ZERO
-    done_vat: Decimal = ZERO
+    done_excluding_vat: int = 0
+    done_vat: int = 0
     on_postgresql: bool = False
     # Computed once per run and looked up per line (see _lines_for): the per-line work was
     # mostly re-deriving these from ORM attributes.
@@ -202,7 +214,10 @@ class _Context:
     partner_vat_number: str = ""
     distributor_country: str = ""
     invoice_date_value: dt.date | str = ""
-    zone_percentages: dict[int, Decimal] = field(default_factory=dict)
+    # Catalog amounts and durations in units, and dates in the driver's form: few distinct
+    # values, each converted once per run.
+    units: dict[Decimal, int] = field(default_factory=dict)
+    dates: dict[dt.date, dt.date | str] = field(default_factory=dict)
 
 
 def bill_partner(
@@ -246,10 +261,11 @@ def bill_partner(
     _store_totals(session, ctx)
     _store_sequences(session, ctx)
     summary.invoices = ctx.done_invoices + len(ctx.invoices)
-    summary.total_excluding_vat = sum(
-        (d.total_excluding_vat for d in ctx.invoices.values()), ctx.done_excluding_vat
-    )
-    summary.total_vat = sum((d.total_vat for d in ctx.invoices.values()), ctx.done_vat)
+    if summary.invoices:
+        summary.total_excluding_vat = _cents(
+            sum((d.excluding_vat for d in ctx.invoices.values()), ctx.done_excluding_vat)
+        )
+        summary.total_vat = _cents(sum((d.vat for d in ctx.invoices.values()), ctx.done_vat))
     session.execute(
         update(BillingRun)
         .where(BillingRun.id == run_id)
@@ -322,6 +338,9 @@ def _load_context(
     zones = {z.code: (z.id, z.vat_percentage) for z in session.scalars(select(TaxZone))}
     for zone in session.scalars(select(TaxZone).where(TaxZone.country_code.is_not(None))):
         zones.setdefault(zone.country_code or "", (zone.id, zone.vat_percentage))
+    rates = {r.id: r for r in session.scalars(select(ResourceRate))}
+    resources = {r.id: r for r in session.scalars(select(Resource))}
+    plan_table = table(ServicePlan)
     return _Context(
         session=session,
         environment=environment,
@@ -332,11 +351,14 @@ def _load_context(
         run_id=run_id,
         distributor=distributor,
         partner=partner,
-        plans={p.id: p for p in session.scalars(select(ServicePlan))},
+        plans={
+            p.id: p for p in map(_Plan._make, session.execute(select(*columns(plan_table, _Plan))))
+        },
         plan_periods={p.id: p for p in session.scalars(select(PlanPeriod))},
-        rates={r.id: r for r in session.scalars(select(ResourceRate))},
+        rates=rates,
         rate_periods={r.id: r for r in session.scalars(select(RatePeriod))},
-        resources={r.id: r for r in session.scalars(select(Resource))},
+        resources=resources,
+        measure_units={r.id: resources[r.resource_id].measure_unit for r in rates.values()},
         vendors={v.id: v for v in session.scalars(select(Vendor))},
         zones=zones,
         on_postgresql=session.get_bind().dialect.name == "postgresql",
@@ -344,71 +366,27 @@ def _load_context(
         partner_country=partner.country_code,
         partner_vat_number=partner.vat_number,
         distributor_country=distributor.country_code,
-        zone_percentages=dict(zones.values()),
     )
 
 
-def _bill_customers(session: Session, ctx: _Context, customer_ids: Iterable[int]) -> int:
+def _bill_customers(session: Session, ctx: _Context, customer_ids: Sequence[int]) -> int:
     """Price and write every line of a chunk of customers; returns the number of lines."""
-    ids = list(customer_ids)
-    customer_table = _table(Customer)
-    customers = {
-        c.id: c
-        for c in session.execute(select(customer_table).where(customer_table.c.id.in_(ids)))
-    }
-    sub_table = _table(Subscription)
-    # Partner, environment and the chunk's id range let ix_subscriptions_partner_env find the
-    # chunk's subscriptions; customer_id alone has no index, and a scan of every subscription
-    # per chunk made runs quadratic in the number of customers. A subscription belongs to
-    # its customer's partner and environment (the importer and the demo write them so).
-    subs = session.execute(
-        select(sub_table)
-        .where(
-            sub_table.c.partner_id == ctx.partner_id,
-            sub_table.c.environment == ctx.environment,
-            sub_table.c.customer_id.between(min(ids), max(ids)),
-            sub_table.c.customer_id.in_(ids),
-            sub_table.c.start_date <= ctx.period_last,
-            or_(
-                sub_table.c.cancelled_on.is_(None),
-                sub_table.c.cancelled_on >= ctx.period_first,
-                sub_table.c.cancellation_billed_run_id.is_(None),
-            ),
-        )
-        .order_by(sub_table.c.customer_id, sub_table.c.id)
-    ).all()
-    if not subs:
+    chunk = read_chunk(
+        session.connection(),
+        ctx.partner_id,
+        ctx.environment,
+        ctx.period,
+        ctx.period_first,
+        ctx.period_last,
+        customer_ids,
+    )
+    if not chunk.subscriptions:
         return 0
-    sub_ids = [s.id for s in subs]
-    resources: dict[int, list[Row[Any]]] = defaultdict(list)
-    resource_table = _table(SubscriptionResource)
-    for sr in session.execute(
-        select(resource_table)
-        .where(resource_table.c.subscription_id.in_(sub_ids))
-        .order_by(resource_table.c.id)
-    ):
-        resources[sr.subscription_id].append(sr)
-    changes: dict[tuple[int, int], list[Row[Any]]] = defaultdict(list)
-    change_table = _table(SubscriptionChange)
-    for ch in session.execute(
-        select(change_table)
-        .where(change_table.c.subscription_id.in_(sub_ids))
-        .order_by(change_table.c.effective_date, change_table.c.id)
-    ):
-        changes[(ch.subscription_id, ch.resource_rate_id)].append(ch)
-    usage = {
-        (u.subscription_id, u.resource_rate_id): u.quantity
-        for u in session.execute(
-            select(UsageRecord.subscription_id, UsageRecord.resource_rate_id, UsageRecord.quantity)
-            .where(UsageRecord.subscription_id.in_(sub_ids), UsageRecord.period == ctx.period)
-        )
-    }
-
-    lines: list[tuple[_InvoiceDraft, list[Any]]] = []
+    lines: list[list[Any]] = []
     billed_change_ids: list[int] = []
     billed_cancellations: list[int] = []
-    for sub in subs:
-        customer = customers[sub.customer_id]
+    for sub in chunk.subscriptions:
+        customer = chunk.customers[sub.customer_id]
         plan = ctx.plans[sub.plan_id]
         plan_period = ctx.plan_periods[sub.plan_period_id]
         if (
@@ -417,14 +395,14 @@ def _bill_customers(session: Session, ctx: _Context, customer_ids: Iterable[int]
             and sub.cancelled_on <= ctx.period_last
         ):
             billed_cancellations.append(sub.id)
-        for sr in resources[sub.id]:
-            all_changes = changes.get((sub.id, sr.resource_rate_id), [])
-            unbilled = [
-                c
-                for c in all_changes
-                if c.billed_run_id is None and c.effective_date <= ctx.period_last
-            ]
-            billed_change_ids.extend(c.id for c in unbilled)
+        for sr in chunk.resources[sub.id]:
+            all_changes: list[Change] = []
+            unbilled: list[Change] = []
+            for change, billed in chunk.changes.get((sub.id, sr.resource_rate_id), ()):
+                all_changes.append(change)
+                if not billed and change.effective_date <= ctx.period_last:
+                    unbilled.append(change)
+                    billed_change_ids.append(change.id)
             pricing_key = (
                 sr.resource_rate_id,
                 sr.rate_period_id,
@@ -441,25 +419,23 @@ def _bill_customers(session: Session, ctx: _Context, customer_ids: Iterable[int]
                 cancelled_on=sub.cancelled_on,
                 cancellation_unbilled=sub.cancellation_billed_run_id is None,
                 current_amount=sr.amount,
-                changes=[_change(c) for c in all_changes],
+                changes=all_changes,
             )
             for charge in period_charges(
                 state,
                 pricing,
-                [_change(c) for c in unbilled],
-                usage.get((sub.id, sr.resource_rate_id)),
+                unbilled,
+                chunk.usage.get((sub.id, sr.resource_rate_id)),
                 ctx.period_first,
                 ctx.period_last,
             ):
                 _lines_for(ctx, customer, sub, plan, pricing, charge, lines)
 
     _insert_new_invoices(session, ctx)
-    rows = []
-    for draft, row in lines:
-        row[0] = draft.id
-        rows.append(row)
-    if rows:
-        _write_lines(session, ctx, rows)
+    for line in lines:
+        line[0] = line[0].id
+    if lines:
+        _write_lines(session, ctx, lines)
     if billed_change_ids:
         session.execute(
             update(SubscriptionChange)
@@ -473,11 +449,10 @@ def _bill_customers(session: Session, ctx: _Context, customer_ids: Iterable[int]
             .values(cancellation_billed_run_id=ctx.run_id)
         )
     _forget_customer_invoices(ctx)
-    return len(rows)
-
-
-def _table(model: Any) -> Table:
-    return cast(Table, model.__table__)
+    # Keyed by customers' VAT numbers among others: kept for a chunk only, so that a run's
+    # memory does not grow with its number of customers.
+    ctx.tax.clear()
+    return len(lines)
 
 
 def _units(value: Decimal) -> int:
@@ -491,9 +466,29 @@ def _units(value: Decimal) -> int:
     return to_units(value)
 
 
+def _cents(units: int) -> Decimal:
+    """A sum of lines' amounts (whole cents, in units) as a Decimal of cents, as ``12.30``
+    rather than ``12.3000``: the form the summary has always had (it is printed)."""
+    return Decimal(units // 100).scaleb(-2)
+
+
+def _catalog_units(ctx: _Context, value: Decimal) -> int:
+    """``_units`` of a price or duration: one of few values, so remembered for the run."""
+    units = ctx.units.get(value)
+    if units is None:
+        units = ctx.units[value] = _units(value)
+    return units
+
+
 def _date(ctx: _Context, day: dt.date) -> dt.date | str:
     """A date as the driver takes it: psycopg adapts ``date``; SQLite stores ISO text."""
     return day if ctx.on_postgresql else day.isoformat()
+
+
+def _driver_date(ctx: _Context, day: dt.date) -> dt.date | str:
+    """``_date``, remembered for the run (lines repeat a few dozen distinct days)."""
+    value = ctx.dates[day] = _date(ctx, day)
+    return value
 
 
 def _write_lines(session: Session, ctx: _Context, rows: list[list[Any]]) -> None:
@@ -502,7 +497,7 @@ def _write_lines(session: Session, ctx: _Context, rows: list[list[Any]]) -> None
 
 
 def _bulk_insert(
-    session: Session, ctx: _Context, copy_sql: str, insert_sql: str, rows: list[list[Any]]
+    session: Session, ctx: _Context, copy_sql: str, insert_sql: str, rows: Sequence[Sequence[Any]]
 ) -> None:
     """``COPY`` on PostgreSQL, ``executemany`` on SQLite, inside the session's transaction."""
     driver_connection: Any = session.connection().connection.dbapi_connection
@@ -531,7 +526,7 @@ def _new_invoice_ids(session: Session, ctx: _Context, count: int) -> list[int]:
                 )
             )
         )
-    largest = session.scalar(select(func.max(_table(Invoice).c.id))) or 0
+    largest = session.scalar(select(func.max(table(Invoice).c.id))) or 0
     return list(range(largest + 1, largest + 1 + count))
 
 
@@ -540,25 +535,21 @@ def _forget_customer_invoices(ctx: _Context) -> None:
     for key, draft in list(ctx.invoices.items()):
         if draft.is_customer_invoice:
             ctx.done_invoices += 1
-            ctx.done_excluding_vat += draft.total_excluding_vat
-            ctx.done_vat += draft.total_vat
+            ctx.done_excluding_vat += draft.excluding_vat
+            ctx.done_vat += draft.vat
             del ctx.invoices[key]
             ctx.receiver_json.pop(draft.key[1], None)
 
 
-def _change(c: Row[Any]) -> Change:
-    return Change(c.id, c.effective_date, c.old_amount, c.new_amount)
-
-
 def _remember_pricing(
-    ctx: _Context, key: tuple[Any, ...], sr: Row[Any], plan_period: PlanPeriod
+    ctx: _Context, key: tuple[Any, ...], sr: ResourceRow, plan_period: PlanPeriod
 ) -> Pricing:
     """``_pricing`` depends only on ``key``'s values: one immutable ``Pricing`` per run."""
     pricing = ctx.pricings[key] = _pricing(ctx, sr, plan_period)
     return pricing
 
 
-def _pricing(ctx: _Context, sr: Row[Any], plan_period: PlanPeriod) -> Pricing:
+def _pricing(ctx: _Context, sr: ResourceRow, plan_period: PlanPeriod) -> Pricing:
     rate = ctx.rates[sr.resource_rate_id]
     rate_period = ctx.rate_periods.get(sr.rate_period_id) if sr.rate_period_id else None
     if rate_period is not None:
@@ -594,15 +585,15 @@ def _pricing(ctx: _Context, sr: Row[Any], plan_period: PlanPeriod) -> Pricing:
 
 def _lines_for(
     ctx: _Context,
-    customer: Row[Any],
-    sub: Row[Any],
-    plan: ServicePlan,
+    customer: CustomerRow,
+    sub: SubscriptionRow,
+    plan: _Plan,
     pricing: Pricing,
     charge: Charge,
-    out: list[tuple[_InvoiceDraft, list[Any]]],
+    out: list[list[Any]],
 ) -> None:
     """The purchase line and (unless the customer is the partner itself) the customer line,
-    appended to ``out`` with the invoice each belongs to."""
+    appended to ``out``, each with the draft of its invoice in place of ``invoice_id``."""
     identity = row_hash(
         environment=ctx.environment,
         subscription_id=sub.id,
@@ -615,31 +606,24 @@ def _lines_for(
     )
     described = (pricing.resource_rate_id, plan.id, charge.charge_type)
     description = ctx.descriptions.get(described) or _describe(ctx, described, plan)
-    # Both lines share everything but kind, uid, prices, VAT and tax zone (see _priced).
-    common = [
-        None,  # invoice_id
+    quantity = _units(charge.quantity)
+    duration = _catalog_units(ctx, charge.duration)
+    # Everything both lines share, in LINE_COLUMNS order.
+    shared = (
         ctx.partner_id,
         ctx.environment,
-        None,  # kind
         ctx.invoice_date_value,
         customer.id,
         sub.id,
         pricing.resource_rate_id,
         pricing.rate_period_id,
-        None,  # uid
         description,
         charge.sku,
-        _units(charge.quantity),
-        ctx.resources[ctx.rates[pricing.resource_rate_id].resource_id].measure_unit,
-        None,  # unit_price
-        None,  # discount
-        None,  # extended_price
-        None,  # vat
-        None,  # tax_zone_id
-        None,  # tax_percentage
-        _date(ctx, charge.start),
-        _date(ctx, charge.end),
-        _units(charge.duration),
+        quantity,
+        ctx.measure_units[pricing.resource_rate_id],
+        ctx.dates.get(charge.start) or _driver_date(ctx, charge.start),
+        ctx.dates.get(charge.end) or _driver_date(ctx, charge.end),
+        duration,
         charge.duration_type,
         customer.company_name,
         customer.customer_number,
@@ -647,7 +631,7 @@ def _lines_for(
         charge.billing_frequency,
         sub.po_number,
         identity,
-    ]
+    )
     own_use = customer.is_partner_itself
     if charge.cost != ZERO:
         tax = _tax(
@@ -659,7 +643,9 @@ def _lines_for(
             not own_use,
         )
         bill: tuple[Any, ...] = ("purchase", plan.vendor_id)
-        out.append(_priced(ctx, common, "purchase", bill, charge.cost, ZERO, charge, tax, customer))
+        draft = ctx.invoices.get(bill) or _new_invoice(ctx, bill, "purchase", customer)
+        unit_price = _catalog_units(ctx, charge.cost)
+        out.append(_priced(draft, "purchase", unit_price, 0, quantity, duration, tax, shared))
     if charge.price != ZERO and not own_use:
         tax = _tax(
             ctx,
@@ -669,14 +655,49 @@ def _lines_for(
             plan.is_telecom,
             False,
         )
-        discount = charge.quantity * charge.discount_per_unit
         bill = ("customer", customer.id, plan.vendor_id)
+        draft = ctx.invoices.get(bill) or _new_invoice(ctx, bill, "customer", customer)
+        unit_price = _catalog_units(ctx, charge.price)
+        discount = quantity * _catalog_units(ctx, charge.discount_per_unit)
         out.append(
-            _priced(ctx, common, "customer", bill, charge.price, discount, charge, tax, customer)
+            _priced(draft, "customer", unit_price, discount, quantity, duration, tax, shared)
         )
 
 
-def _describe(ctx: _Context, key: tuple[int, int, str], plan: ServicePlan) -> str:
+def _priced(
+    draft: _InvoiceDraft,
+    kind: str,
+    unit_price: int,
+    discount: int,
+    quantity: int,
+    duration: int,
+    tax: tuple[int, int],
+    shared: tuple[Any, ...],
+) -> list[Any]:
+    """One line, in units: ``discount`` is in 1/10^8 (quantity × per-unit discount)."""
+    zone_id, percentage = tax
+    extended = extended_units(quantity, unit_price, discount, duration)
+    vat = vat_units(extended, percentage)
+    draft.excluding_vat += extended
+    draft.vat += vat
+    discount_units, inexact = divmod(discount, SCALE_FACTOR)
+    if inexact:  # more than 4 decimal places: let to_units refuse it as the column would
+        to_units(Decimal(discount).scaleb(-2 * SCALE))
+    return [
+        draft,
+        kind,
+        line_uid(kind, shared[-1]),
+        unit_price,
+        discount_units,
+        extended,
+        vat,
+        zone_id,
+        percentage,
+        *shared,
+    ]
+
+
+def _describe(ctx: _Context, key: tuple[int, int, str], plan: _Plan) -> str:
     resource = ctx.resources[ctx.rates[key[0]].resource_id]
     text = ctx.descriptions[key] = f"{resource.name} - {plan.name} ({key[2]})"
     return text
@@ -702,37 +723,8 @@ def _tax(
     return found
 
 
-def _priced(
-    ctx: _Context,
-    common: list[Any],
-    kind: str,
-    invoice_key: tuple[Any, ...],
-    unit_price: Decimal,
-    discount: Decimal,
-    charge: Charge,
-    tax: tuple[int, int],
-    customer: Row[Any],
-) -> tuple[_InvoiceDraft, list[Any]]:
-    zone_id, percentage_units = tax
-    extended = extended_price(charge.quantity, unit_price, discount, charge.duration)
-    vat = vat_amount(extended, ctx.zone_percentages[zone_id])
-    draft = ctx.invoices.get(invoice_key) or _new_invoice(ctx, invoice_key, kind, customer)
-    draft.total_excluding_vat += extended
-    draft.total_vat += vat
-    row = common.copy()
-    row[3] = kind
-    row[9] = line_uid(kind, common[29])
-    row[14] = _units(unit_price)
-    row[15] = _units(discount)
-    row[16] = _units(extended)
-    row[17] = _units(vat)
-    row[18] = zone_id
-    row[19] = percentage_units
-    return draft, row
-
-
 def _new_invoice(
-    ctx: _Context, key: tuple[Any, ...], kind: str, customer: Row[Any]
+    ctx: _Context, key: tuple[Any, ...], kind: str, customer: CustomerRow
 ) -> _InvoiceDraft:
     vendor_id = key[-1]
     if kind == "purchase":
@@ -753,27 +745,25 @@ def _new_invoice(
         number = _last_invoice_number(ctx, sender.id)
     number += 1
     ctx.next_numbers[sender.id] = number
-    values = {
-        "partner_id": ctx.partner_id,
-        "environment": ctx.environment,
-        "kind": kind,
-        "billing_run_id": ctx.run_id,
-        "vendor_id": vendor_id,
-        "sender_company_id": sender.id,
-        "customer_id": customer_id,
-        "invoice_number": f"{facts.number_prefix}-{number:07d}",
-        "invoice_date": ctx.invoice_date,
-        "due_date": facts.due_date,
-        "description": ctx.vendor_descriptions.get(vendor_id)
-        or _vendor_description(ctx, vendor_id),
-        "currency": facts.currency,
-        "terms_of_payment_days": facts.terms_of_payment_days,
-        "type": "invoice",
-        "language_code": language,
-        "sender": facts.json,
-        "receiver": receiver_json,
-    }
-    draft = _InvoiceDraft(key, values)
+    fields = (
+        ctx.partner_id,
+        ctx.environment,
+        kind,
+        ctx.run_id,
+        vendor_id,
+        sender.id,
+        customer_id,
+        f"{facts.number_prefix}-{number:07d}",
+        ctx.invoice_date_value,
+        facts.due_date,
+        ctx.vendor_descriptions.get(vendor_id) or _vendor_description(ctx, vendor_id),
+        facts.currency,
+        facts.terms_of_payment_days,
+        language,
+        facts.json,
+        receiver_json,
+    )
+    draft = _InvoiceDraft(key, fields)
     ctx.invoices[key] = draft
     return draft
 
@@ -783,7 +773,7 @@ class _SenderFacts:
     """What every invoice of one sender in one run shares."""
 
     number_prefix: str
-    due_date: dt.date
+    due_date: dt.date | str  # as the driver takes it (_date)
     currency: str
     terms_of_payment_days: int
     json: str  # the sender snapshot, as SQLAlchemy's JSON type would write it (json.dumps)
@@ -793,7 +783,7 @@ def _sender_facts(ctx: _Context, sender: Company) -> _SenderFacts:
     sandbox = "-SBX" if ctx.environment == Environment.SANDBOX else ""
     facts = ctx.senders[sender.id] = _SenderFacts(
         number_prefix=f"{sender.invoice_prefix}{sandbox}",
-        due_date=ctx.invoice_date + dt.timedelta(days=sender.terms_of_payment_days),
+        due_date=_date(ctx, ctx.invoice_date + dt.timedelta(days=sender.terms_of_payment_days)),
         currency=sender.currency,
         terms_of_payment_days=sender.terms_of_payment_days,
         json=json.dumps(_sender(sender)),
@@ -847,35 +837,11 @@ def _insert_new_invoices(session: Session, ctx: _Context) -> None:
     ids = _new_invoice_ids(session, ctx, len(pending))
     for draft, invoice_id in zip(pending, ids, strict=True):
         draft.id = invoice_id
-        v = draft.values
-        excl, vat = draft.total_excluding_vat, draft.total_vat
+        excl, vat = draft.excluding_vat, draft.vat
         if not draft.is_customer_invoice:
-            excl = vat = ZERO  # the column defaults, until _store_totals
-        rows.append(
-            [
-                invoice_id,
-                v["partner_id"],
-                v["environment"],
-                v["kind"],
-                v["billing_run_id"],
-                v["vendor_id"],
-                v["sender_company_id"],
-                v["customer_id"],
-                v["invoice_number"],
-                _date(ctx, v["invoice_date"]),
-                _date(ctx, v["due_date"]),
-                v["description"],
-                v["currency"],
-                v["terms_of_payment_days"],
-                "credit" if excl + vat < ZERO else "invoice",
-                v["language_code"],
-                v["sender"],
-                v["receiver"],
-                _units(excl),
-                _units(vat),
-                _units(excl + vat),
-            ]
-        )
+            excl = vat = 0  # the column defaults, until _store_totals
+        kind = "credit" if excl + vat < 0 else "invoice"
+        rows.append((invoice_id, *draft.fields, kind, excl, vat, excl + vat))
     _bulk_insert(session, ctx, COPY_INVOICES, INSERT_INVOICES, rows)
 
 
@@ -883,23 +849,23 @@ def _store_totals(session: Session, ctx: _Context) -> None:
     rows = [
         {
             "b_id": d.id,
-            "b_excl": d.total_excluding_vat,
-            "b_vat": d.total_vat,
-            "b_incl": d.total_excluding_vat + d.total_vat,
-            "b_type": "credit" if d.total_excluding_vat + d.total_vat < ZERO else "invoice",
+            "b_excl": from_units(d.excluding_vat),
+            "b_vat": from_units(d.vat),
+            "b_incl": from_units(d.excluding_vat + d.vat),
+            "b_type": "credit" if d.excluding_vat + d.vat < 0 else "invoice",
         }
         for d in ctx.invoices.values()
     ]
     if not rows:
         return
-    table = cast(Table, Invoice.__table__)
+    invoices = table(Invoice)
     session.connection().execute(
-        update(table)
-        .where(table.c.id == bindparam("b_id"))
+        update(invoices)
+        .where(invoices.c.id == bindparam("b_id"))
         .values(
-            total_excluding_vat=bindparam("b_excl", type_=table.c.total_excluding_vat.type),
-            total_vat=bindparam("b_vat", type_=table.c.total_vat.type),
-            total_including_vat=bindparam("b_incl", type_=table.c.total_including_vat.type),
+            total_excluding_vat=bindparam("b_excl", type_=invoices.c.total_excluding_vat.type),
+            total_vat=bindparam("b_vat", type_=invoices.c.total_vat.type),
+            total_including_vat=bindparam("b_incl", type_=invoices.c.total_including_vat.type),
             type=bindparam("b_type"),
         ),
         rows,
@@ -961,7 +927,7 @@ def _company_receiver(company: Company) -> dict[str, Any]:
     }
 
 
-def _customer_receiver(customer: Row[Any]) -> dict[str, Any]:
+def _customer_receiver(customer: CustomerRow) -> dict[str, Any]:
     return {
         "AccountID": customer.id,
         "CustomerNumber": customer.customer_number,
