@@ -172,6 +172,10 @@ def child_floor(backend: str, url: str, rows_path: str, method: str) -> dict[str
     connection = _connect(db)
     started = time.perf_counter()
     if backend == "sqlite":
+        # The product's connection settings (``db._sqlite_on_connect``): the floor checks the
+        # same foreign keys and syncs the same way as the run's inserts.
+        connection.execute("PRAGMA foreign_keys=ON")
+        connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute("BEGIN IMMEDIATE")
         for table in TABLES:
             columns, data = rows[table]
