@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy.exc
 from lxml import etree
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, func, make_url, select, text
@@ -588,3 +589,22 @@ def test_the_readme_gives_the_backup_commands_the_test_runs() -> None:
                    "--template=template0", "pg_restore --no-owner --exit-on-error"):
         assert needle in readme, needle
 
+
+
+def test_the_app_keeps_its_pool_of_connections_open(database_url: str) -> None:
+    # Overflow connections are closed on return: re-opening one per request halved small
+    # downloads' throughput, so the pool has a fixed size, no overflow, and keeps them all.
+    engine = make_engine(database_url, pool_size=3, pool_timeout=0.1)
+    try:
+        connections = [engine.connect() for _ in range(3)]
+        with pytest.raises(sqlalchemy.exc.TimeoutError):  # a fourth waits: no overflow
+            engine.connect()
+        for connection in connections:
+            connection.close()
+        assert engine.pool.checkedin() == 3  # type: ignore[attr-defined]
+    finally:
+        engine.dispose()
+    memory = make_engine("sqlite://", pool_size=3)  # in memory: its own one-connection pool
+    with memory.connect() as connection:
+        assert connection.exec_driver_sql("SELECT 1").scalar() == 1
+    memory.dispose()

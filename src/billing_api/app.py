@@ -28,9 +28,7 @@ class BillingApp(FastAPI):
 
 def create_app(settings: Settings) -> FastAPI:
     settings.check_production_ready()
-    engine = make_engine(
-        settings.database_url, pool_size=settings.database_pool_size, max_overflow=0
-    )
+    engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
     app = BillingApp(
         title="Partner Billing API",
         version=__version__,

@@ -132,14 +132,21 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine tuned per database: SQLite pragmas, psycopg 3 for PostgreSQL."""
+def make_engine(url: str, *, pool_size: int | None = None, **kwargs: Any) -> Engine:
+    """An engine tuned per database: SQLite pragmas, psycopg 3 for PostgreSQL.
+
+    ``pool_size`` connections are kept open for good (no overflow, whose connections are
+    closed on return); an in-memory SQLite database has its own one-connection pool."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    in_memory = url.startswith("sqlite") and (
+        "///" not in url or url.split("///", 1)[1] in ("", ":memory:")
+    )
+    if pool_size is not None and not in_memory:
+        kwargs |= {"pool_size": pool_size, "max_overflow": 0}
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[1] if "///" in url else ""
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if not in_memory:
+            Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "isolation_level": None}, **kwargs
         )
