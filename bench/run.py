@@ -1,7 +1,7 @@
 """Run every benchmark and write ``docs/performance.md`` with its chart.
 
     python bench/run.py [--quick] [--only export,load] [--backend sqlite] [--output DIR]
-                        [--baseline REV]
+                        [--baseline REV] [--repeats N]
 
 Runs ``export``, ``memory``, ``naive``, ``load`` and ``billing`` (each is also a script of its
 own), each in its own process, passing ``--quick`` along. Their progress goes to stderr; the
@@ -30,11 +30,16 @@ import report
 BENCHMARKS = ("export", "memory", "naive", "load", "billing")
 
 
+REPEATABLE = ("export", "naive", "load", "billing")  # the benchmarks that take --repeats
+
+
 def run_benchmark(name: str, quick: bool, backends: list[str] | None,
-                  extra: list[str] | None = None) -> dict[str, Any]:
+                  extra: list[str] | None = None, repeats: int | None = None) -> dict[str, Any]:
     argv = [sys.executable, str(Path(__file__).resolve().parent / f"{name}.py"), *(extra or [])]
     if quick:
         argv.append("--quick")
+    if repeats and name in REPEATABLE:
+        argv += ["--repeats", str(repeats)]
     for backend in backends or []:
         argv += ["--backend", backend]
     common.say(f"=== {name} ({common.load_text()})")
@@ -58,6 +63,8 @@ def main() -> None:
                         help="small sizes, fewer repeats (within 5 minutes on 2 cores)")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(BENCHMARKS)}")
     parser.add_argument("--backend", choices=common.BACKENDS, action="append")
+    parser.add_argument("--repeats", type=int, help="best of N for every benchmark that "
+                        "repeats (default: each benchmark's own)")
     parser.add_argument("--baseline", help="also compare the product with this git revision "
                         "(bench/compare.py): before/after figures of the optimisations")
     parser.add_argument("--output", type=Path, default=common.ROOT / "docs",
@@ -78,12 +85,14 @@ def main() -> None:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     started = time.perf_counter()
     load_at_start = common.machine_load()
-    results = {name: run_benchmark(name, args.quick, args.backend) for name in chosen}
+    results = {name: run_benchmark(name, args.quick, args.backend, repeats=args.repeats)
+               for name in chosen}
     if args.baseline:
         results["compare"] = run_benchmark("compare", args.quick, args.backend,
                                            ["--baseline", args.baseline])
     summary: dict[str, Any] = {
         "quick": args.quick,
+        "repeats": args.repeats,
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "started_load": load_at_start,
         "finished_load": common.machine_load(),
