@@ -406,7 +406,7 @@ the server's idle peak went from 134 to ~100 MiB once that moved to first use.
 
 ```sh
 .venv/bin/pip install -e '.[bench]'     # matplotlib, py-spy, pyinstrument
-python bench/run.py --quick             # ~5 minutes: 20,000-line documents, 5,000 subscriptions
+python bench/run.py --quick             # ~3-6 minutes: 20,000-line documents, 5,000 subscriptions
 python bench/run.py --baseline REV      # full: 1,000,000-line documents, 100,000 subscriptions,
                                         # plus before/after against git revision REV
 python bench/export.py --backend sqlite --lines 200000   # any one benchmark by itself

@@ -7,8 +7,9 @@ Runs ``export``, ``memory``, ``naive``, ``load`` and ``billing`` (each is also a
 own), each in its own process, passing ``--quick`` along. Their progress goes to stderr; the
 last line on stdout is one JSON object: per benchmark its figures and ratios, and a list of
 targets with whether each is met. ``--quick`` (smaller sizes, fewer repeats; said so in the
-output) finishes within 5 minutes on 2 cores once the small databases exist, and about that
-long when they must be built first. Reports go to ``docs/performance.md`` and
+output) finishes within 5 minutes on 2 cores once the small databases exist (about 3 minutes
+measured), and in about 6 when a fresh clone must build them first; the full run took 65
+minutes with ``--repeats 2``. Reports go to ``docs/performance.md`` and
 ``docs/performance.png`` unless ``--output`` says otherwise.
 """
 
