@@ -83,13 +83,10 @@ def test_key_service(factory: sessionmaker[Session], settings: Settings) -> None
 
 
 def test_last_used_written_at_most_once_a_minute() -> None:
-    key = ApiKey()
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    keys.touch_last_used(key, t0)
-    keys.touch_last_used(key, t0 + dt.timedelta(seconds=30))
-    assert key.last_used_at == t0
-    keys.touch_last_used(key, t0 + dt.timedelta(seconds=61))
-    assert key.last_used_at == t0 + dt.timedelta(seconds=61)
+    assert keys.last_use_due(None, t0)  # never used: written
+    assert not keys.last_use_due(t0, t0 + dt.timedelta(seconds=30))  # kept at t0
+    assert keys.last_use_due(t0, t0 + dt.timedelta(seconds=61))
 
 
 @pytest.mark.parametrize(("text", "stored"), [

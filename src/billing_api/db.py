@@ -98,7 +98,7 @@ def utcnow() -> dt.datetime:
 SQLITE_BUSY_TIMEOUT_MS = 30000  # how long a writer queues for SQLite's one write lock
 
 
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_on_connect(dbapi_connection: Any, record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets API reads go on while a billing run writes; foreign keys are off by default.
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -106,7 +106,7 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()
-    _record.info[SQLITE_BUSY_TIMEOUT_OPTION] = SQLITE_BUSY_TIMEOUT_MS
+    record.info[SQLITE_BUSY_TIMEOUT_OPTION] = SQLITE_BUSY_TIMEOUT_MS
 
 
 SQLITE_BEGIN_OPTION = "sqlite_begin"

@@ -163,7 +163,7 @@ def revoke_key(session: Session, company: Company, key_id: int, *,
     return key
 
 
-def touch_last_used(key: ApiKey, now: dt.datetime) -> None:
-    """Move ``last_used_at`` forward only when it is a minute old: one write per key-minute."""
-    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
-        key.last_used_at = now
+def last_use_due(last_used_at: dt.datetime | None, now: dt.datetime) -> bool:
+    """Whether ``last_used_at`` is a minute old and should move to ``now``: one write per
+    key-minute."""
+    return last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION

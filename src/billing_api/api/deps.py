@@ -101,7 +101,7 @@ def authenticate_request(request: Request) -> ApiCaller:
         _audit_refusal(request, attempt, exc)
         raise
     now = utcnow()
-    if stale is None or now - stale >= keys.LAST_USED_RESOLUTION:
+    if keys.last_use_due(stale, now):
         _stamp_last_used(factory, caller.key_id, now)
     request.state.api_caller = caller
     return caller
