@@ -1,4 +1,4 @@
-"""Key format, whitelist rules, client address, link tokens, rate limits, scoping, permissions."""
+"""Key format, whitelist rules, client address, link tokens, rate limits, permissions."""
 
 from __future__ import annotations
 
@@ -20,14 +20,10 @@ from billing_api.access.errors import (
 from billing_api.access.models import ApiKey
 from billing_api.access.ratelimit import LoginThrottle, SlidingWindowLimiter
 from billing_api.access.redaction import redact
-from billing_api.access.scoping import scoped
-from billing_api.api.deps import ApiCaller
-from billing_api.customers.models import Customer
 from billing_api.db import transaction
 from billing_api.environments import Environment
 from billing_api.errors import Conflict, InvalidInput
 from billing_api.settings import Settings
-from tests import factories
 
 
 def test_secret_format_and_checksum() -> None:
@@ -168,22 +164,6 @@ def test_sliding_window_and_login_throttle() -> None:
     throttle.failed("b@x.example", "192.0.2.1")
     with pytest.raises(RateLimited):
         throttle.check("c@x.example", "192.0.2.1")
-
-
-def test_sandbox_caller_sees_no_production_rows(factory: sessionmaker[Session]) -> None:
-    with transaction(factory) as session:
-        partner = factories.partner(session)
-        other = factories.partner(session)
-        factories.customer(session, partner, environment="production")
-        sandbox = factories.customer(session, partner, environment="sandbox")
-        factories.customer(session, other, environment="sandbox")
-        caller = ApiCaller(partner.id, 1, "sandbox", "nwb_test_abc", "127.0.0.1")
-        rows = session.scalars(scoped(select(Customer.id), caller)).all()
-        assert rows == [sandbox.id]
-        production = ApiCaller(partner.id, 1, "production", "nwb_live_abc", "127.0.0.1")
-        assert sandbox.id not in session.scalars(scoped(select(Customer.id), production)).all()
-    with pytest.raises(ValueError, match="no partner-owned table"):
-        scoped(select(ApiKey.id), caller)
 
 
 def test_only_the_account_administrator_enables_the_api(factory: sessionmaker[Session]) -> None:
