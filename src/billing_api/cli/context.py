@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from billing_api import migrate
+from billing_api.access import audit, passwords, users
 from billing_api.db import make_engine, make_session_factory, transaction
 from billing_api.errors import BillingError
 from billing_api.settings import ConfigurationError, Settings, load_settings
@@ -96,3 +97,29 @@ def read_secret_from_stdin() -> str:
     if not value:
         fail("--password-stdin was given but standard input was empty")
     return value
+
+
+def password_for(email: str, password_stdin: bool, hint: str = "") -> str:
+    """The password of the user a command acts ``--as``, read from stdin. Without
+    ``--password-stdin`` the command is refused: naming a user is not acting as them."""
+    if not password_stdin:
+        fail(f"--as {email} acts with that user's authority: pipe their password in and add "
+             f"--password-stdin{hint}")
+    return read_secret_from_stdin()
+
+
+def confirm_user(company: str, email: str, password: str, action: str) -> None:
+    """Go on only when ``password`` is ``email``'s (an active user of ``company``). A wrong one
+    ends the command with exit 1 after a ``cli_denied`` audit row, written in a transaction of
+    its own so that the refusal is on record; the action itself then runs in a new one."""
+    with unit_of_work() as session:
+        target = users.find_company(session, company)
+        user = users.find_user(session, target, email)
+        if user.is_active and passwords.verify_password(user.password_hash, password):
+            return
+        company_id, shown = target.id, user.email
+    with unit_of_work(writer=True) as session:
+        audit.record(session, audit.EventType.CLI_DENIED, company_id=company_id,
+                     reason="wrong_password", detail=f"{action} --as {shown}")
+    fail(f"wrong password for {shown} (or the user is inactive): {action} refused; "
+         "the attempt is in the audit log")
