@@ -34,26 +34,32 @@ def run(settings: Settings, engine: object,
 def test_access_workflow(run: object) -> None:
     invoke = run  # type: ignore[assignment]
     out, _ = invoke("companies", "create", "--name", "Acme BV", "--admin-email", "a@acme.example")
-    assert len(out.strip()) >= 16
+    admin_password = out.strip()
+    assert len(admin_password) >= 16
     invoke("companies", "create", "--name", "Beta BV", "--admin-email", "b@beta.example",
            "--password-stdin", stdin="s3cret-password\n")
     out, _ = invoke("companies", "list")
     lines = out.splitlines()
     assert [line.split("\t")[1] for line in lines] == ["Acme BV", "Beta BV"]
     acme_id = lines[0].split("\t")[0]
-    invoke("users", "add", "--company", acme_id, "--email", "c@acme.example")
+    clerk_password = invoke("users", "add", "--company", acme_id,
+                            "--email", "c@acme.example")[0].strip()
+    admin = ("--as", "a@acme.example", "--password-stdin")
+    clerk = ("--as", "c@acme.example", "--password-stdin")
 
-    _, err = invoke("api", "enable", "--company", "Acme BV", "--as", "c@acme.example", ok=False)
+    _, err = invoke("api", "enable", "--company", "Acme BV", *clerk, stdin=clerk_password,
+                    ok=False)
     assert "not the Account Administrator" in err
-    invoke("api", "enable", "--company", "Acme BV", "--as", "b@beta.example", ok=False)
-    invoke("api", "enable", "--company", "Acme BV", "--as", "a@acme.example")
+    invoke("api", "enable", "--company", "Acme BV", "--as", "b@beta.example",
+           "--password-stdin", stdin="s3cret-password\n", ok=False)
+    invoke("api", "enable", "--company", "Acme BV", *admin, stdin=admin_password + "\n")
 
     invoke("keys", "create", "--company", "Acme BV", "--environment", "sandbox", "--name", "x",
-           "--as", "c@acme.example", ok=False)
+           *clerk, stdin=clerk_password, ok=False)
     invoke("users", "grant-api", "--company", "Acme BV", "--email", "c@acme.example",
-           "--as", "a@acme.example")
+           *admin, stdin=admin_password)
     out, err = invoke("keys", "create", "--company", "Acme BV", "--environment", "production",
-                      "--name", "erp", "--expires", "2099-12-31", "--as", "c@acme.example")
+                      "--name", "erp", "--expires", "2099-12-31", *clerk, stdin=clerk_password)
     secret = out.strip()
     assert out == secret + "\n" and secret.startswith("nwb_live_") and secret not in err
     out, _ = invoke("keys", "list", "--company", "Acme BV")
@@ -70,11 +76,12 @@ def test_access_workflow(run: object) -> None:
     out, _ = invoke("whitelist", "list", "--company", "Acme BV")
     assert [line.split("\t")[1:] for line in out.splitlines()] == [
         ["192.0.2.0/24", "office"], ["::/0", ""]]
-    invoke("whitelist", "remove", "--company", "Acme BV", out.splitlines()[1].split("\t")[0])
+    invoke("whitelist", "remove", "--company", "Acme BV", out.splitlines()[1].split("\t")[0],
+           *clerk, stdin=clerk_password)
 
     invoke("users", "deactivate", "--company", "Acme BV", "--email", "a@acme.example", ok=False)
     invoke("users", "revoke-api", "--company", "Acme BV", "--email", "c@acme.example",
-           "--as", "a@acme.example")
+           *admin, stdin=admin_password)
     out, _ = invoke("audit", "--company", "Acme BV", "--since", "2020-01-01")
     events = [line.split("\t")[1] for line in out.splitlines()]
     assert events[0] == "permission_withdrawn" and "api_enabled" in events

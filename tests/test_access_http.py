@@ -178,7 +178,8 @@ def test_sandbox_key_is_a_sandbox_caller(settings: Settings,
 
 
 def _link(settings: Settings, p: Partner, params: list[tuple[str, str]], **kw: object) -> str:
-    return links.signed_url(settings, p.key_id, WHOAMI, params, **kw)  # type: ignore[arg-type]
+    return links.signed_url(settings, keys.digest(settings, p.secret), WHOAMI, params,
+                            **kw)  # type: ignore[arg-type]
 
 
 def test_link_tokens(base: str, settings: Settings, partner: Partner,

@@ -210,7 +210,7 @@ def test_cookie_is_refused_when_tampered_with_or_expired(settings: Settings) -> 
     assert cookies.decode(settings, f"{forged}.{signature}") is None
     assert cookies.decode(settings, body) is None
     other = Settings(database_url=settings.database_url,
-                     secret_key=SecretStr("another-secret-0123456789"))
+                     secret_key=SecretStr("another-secret-0123456789abcdefghij"))
     assert cookies.decode(other, value) is None
     later = time.time() + cookies.LIFETIME_SECONDS + 1
     assert cookies.decode(settings, value, now=later) is None

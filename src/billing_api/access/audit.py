@@ -33,6 +33,12 @@ class EventType(StrEnum):
     # A portal action refused to a logged-in user (not the Account Administrator, no API
     # permission, a form without its CSRF token).
     PORTAL_DENIED = "portal_denied"
+    # The distributor's operator switched the API without the Administrator's password
+    # (``billing-api api distributor-enable|disable --reason``): never shown as theirs.
+    API_ENABLED_BY_DISTRIBUTOR = "api_enabled_by_distributor"
+    API_DISABLED_BY_DISTRIBUTOR = "api_disabled_by_distributor"
+    # A command run ``--as`` a user was refused: their password was wrong.
+    CLI_DENIED = "cli_denied"
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,13 @@ def grant_for_secret(session: Session, settings: Settings, secret: str) -> KeyGr
 
 
 def grant_for_key_id(session: Session, key_id: int) -> KeyGrant | None:
-    """The grant of key ``key_id`` (a verified download link names it), or None."""
+    """The grant of key ``key_id``, or None."""
     found = _grant(session, _BY_ID, key_id)
+    return found[0] if found is not None else None
+
+
+def grant_for_digest(session: Session, key_digest: str) -> KeyGrant | None:
+    """The grant of the key whose stored digest is ``key_digest`` (a verified download link
+    names it so), or None."""
+    found = _grant(session, _BY_DIGEST, key_digest)
     return found[0] if found is not None else None

@@ -140,9 +140,9 @@ def _check(session: Session, settings: Settings, request: Request, address: IPAd
             raise UnknownKey("the API key is not known: check it or create a new one")
     else:
         assert token is not None
-        key_id = links.verify_link(settings, token, request.url.path,
-                                   request.query_params.multi_items())
-        grant = grants.grant_for_key_id(session, key_id)
+        key_digest = links.verify_link(settings, token, request.url.path,
+                                       request.query_params.multi_items())
+        grant = grants.grant_for_digest(session, key_digest)
         if grant is None:
             raise BadToken("the download link's key does not exist: create a new link")
     attempt.company_id, attempt.key_id, attempt.key_prefix = (

@@ -12,7 +12,15 @@ from sqlalchemy import func, select
 from billing_api import migrate
 from billing_api.access.models import Company, User
 from billing_api.access.passwords import generate_password, hash_password
-from billing_api.cli.context import emit, engine, err, fail, settings, unit_of_work
+from billing_api.cli.context import (
+    emit,
+    engine,
+    err,
+    fail,
+    schema_revision,
+    settings,
+    unit_of_work,
+)
 from billing_api.db import make_session_factory
 from billing_api.demo.generator import ADMIN_EMAIL, build_demo
 from billing_api.errors import BillingError
@@ -38,7 +46,7 @@ def demo(
 
     Prints the partner's id, its Account Administrator's e-mail and a generated password.
     """
-    if migrate.current_revision(engine()) is None:
+    if schema_revision() is None:
         migrate.upgrade(engine())
     if if_empty and _has_data():
         _reset_demo_login()

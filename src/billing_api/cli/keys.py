@@ -9,14 +9,24 @@ from typing import Annotated
 import typer
 
 from billing_api.access import keys, users
-from billing_api.cli.context import err, fail, settings, unit_of_work
+from billing_api.cli.context import (
+    confirm_user,
+    err,
+    fail,
+    password_for,
+    settings,
+    unit_of_work,
+)
 from billing_api.environments import Environment
 
 app = typer.Typer(no_args_is_help=True, help="API keys.")
 
 CompanyOpt = Annotated[str, typer.Option("--company", help="Company id or exact name.")]
 AsOpt = Annotated[str | None, typer.Option(
-    "--as", help="Act as this user of the company (needs API permission); default: operator.")]
+    "--as", help="Act as this user of the company (needs API permission and their password "
+    "with --password-stdin); default: the distributor's operator.")]
+PasswordOpt = Annotated[bool, typer.Option(
+    "--password-stdin", help="Read the --as user's password from standard input.")]
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -31,6 +41,7 @@ def create(
     expires: Annotated[str | None, typer.Option(
         help="Last day the key works, YYYY-MM-DD (end of day, operator's timezone).")] = None,
     as_: AsOpt = None,
+    password_stdin: PasswordOpt = False,
 ) -> None:
     """Create a key and print its secret, only the secret, on stdout (shown once)."""
     expires_on = None
@@ -39,6 +50,8 @@ def create(
             expires_on = dt.date.fromisoformat(expires)
         except ValueError:
             fail(f"--expires {expires!r} is not a date of the form YYYY-MM-DD")
+    if as_:
+        confirm_user(company, as_, password_for(as_, password_stdin), "keys create")
     with unit_of_work(writer=True) as session:
         target = users.find_company(session, company)
         actor = users.find_user(session, target, as_) if as_ else None
@@ -67,8 +80,10 @@ def list_(company: CompanyOpt) -> None:
 
 @app.command("revoke")
 def revoke(company: CompanyOpt, key_id: Annotated[int, typer.Argument(metavar="ID")],
-           as_: AsOpt = None) -> None:
+           as_: AsOpt = None, password_stdin: PasswordOpt = False) -> None:
     """Revoke a key: it and every download link made with it stop working at once."""
+    if as_:
+        confirm_user(company, as_, password_for(as_, password_stdin), "keys revoke")
     with unit_of_work(writer=True) as session:
         target = users.find_company(session, company)
         actor = users.find_user(session, target, as_) if as_ else None

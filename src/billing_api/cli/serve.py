@@ -9,16 +9,47 @@ import tempfile
 from contextlib import ExitStack
 from enum import StrEnum
 from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
 
 import typer
 import uvicorn
 
 from billing_api import migrate
-from billing_api.cli.context import engine, settings
+from billing_api.cli.context import database_label, engine, schema_revision, settings
 from billing_api.ops.logs import logging_config
 from billing_api.ops.metrics import MULTIPROCESS_ENV
+from billing_api.settings import Settings
 
 log = logging.getLogger("billing_api.serve")
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + host))
+
+
+def configuration_lines(config: Settings, database: str, workers: int) -> list[str]:
+    """What this server runs with, for the startup log: enough to see a wrong deployment at a
+    glance, never a secret (URLs without their password, the secret by its source only)."""
+    limits = (f"Redis {_without_password(config.redis_url)} (one count for all workers)"
+              if config.redis_url else
+              "in-process (each worker counts alone: set BILLING_API_REDIS_URL to share)")
+    proxies = config.trusted_proxies.strip() or "none (forwarding headers ignored)"
+    return [
+        f"environment: {config.environment_name}",
+        f"database: {database}",
+        f"database pool: {config.database_pool_size} connections per worker, "
+        f"{config.database_pool_size * workers} in all",
+        "read replica: none",
+        f"rate limits: {limits}, {config.rate_limit_per_minute} requests per key per minute",
+        f"trusted proxies: {proxies}",
+        f"metrics readable from: {config.metrics_allow.strip() or 'nobody'}",
+        f"secret: {config.secret_source}",
+    ]
 
 
 class LogFormat(StrEnum):
@@ -43,13 +74,15 @@ def serve(
     Logs go to stderr. On SIGTERM the server stops accepting connections at once, lets running
     requests finish (up to --graceful-timeout seconds) and exits.
     """
-    config = settings()
+    config = settings()  # a bad configuration ends here: one line on stderr, exit 2
+    revision = schema_revision()  # so does an unreachable database
     log_config = logging_config(log_level, log_format.value)
     logging.config.dictConfig(log_config)
-    if config.is_sqlite and migrate.current_revision(engine()) is None:
+    if config.is_sqlite and revision is None:
         migrate.upgrade(engine())
-    log.info("serving on http://%s:%s/ with %d worker(s) (database %s)", host, port, workers,
-             engine().url.render_as_string(hide_password=True))
+    for line in configuration_lines(config, database_label(), workers):
+        log.info("%s", line)
+    log.info("serving on http://%s:%s/ with %d worker(s)", host, port, workers)
     engine().dispose()  # the workers open their own connections
     with ExitStack() as stack:
         if workers > 1 and not os.environ.get(MULTIPROCESS_ENV):

@@ -9,13 +9,16 @@ import typer
 
 from billing_api.access import permissions, users
 from billing_api.cli.companies import one_time_password
-from billing_api.cli.context import err, unit_of_work
+from billing_api.cli.context import confirm_user, err, password_for, unit_of_work
 
 app = typer.Typer(no_args_is_help=True, help="Users of partner companies.")
 
 CompanyOpt = Annotated[str, typer.Option("--company", help="Company id or exact name.")]
 EmailOpt = Annotated[str, typer.Option("--email", help="The user's e-mail.")]
 AsOpt = Annotated[str, typer.Option("--as", help="E-mail of the company's Account Administrator.")]
+AdminPasswordOpt = Annotated[bool, typer.Option(
+    "--password-stdin", help="Read the Account Administrator's password from standard input "
+    "(required).")]
 
 
 @app.command("add")
@@ -38,7 +41,10 @@ def add(
         sys.stdout.write(password + "\n")
 
 
-def _set_permission(company: str, email: str, admin_email: str, granted: bool) -> None:
+def _set_permission(company: str, email: str, admin_email: str, password_stdin: bool,
+                    granted: bool) -> None:
+    confirm_user(company, admin_email, password_for(admin_email, password_stdin),
+                 "users grant-api" if granted else "users revoke-api")
     with unit_of_work(writer=True) as session:
         target = users.find_company(session, company)
         admin = users.find_user(session, target, admin_email)
@@ -48,15 +54,18 @@ def _set_permission(company: str, email: str, admin_email: str, granted: bool) -
 
 
 @app.command("grant-api")
-def grant_api(company: CompanyOpt, email: EmailOpt, as_: AsOpt) -> None:
-    """Grant a user API permission (they can then create keys). Administrator only."""
-    _set_permission(company, email, as_, True)
+def grant_api(company: CompanyOpt, email: EmailOpt, as_: AsOpt,
+              password_stdin: AdminPasswordOpt = False) -> None:
+    """Grant a user API permission (they can then create keys). Administrator only, with
+    their password on stdin."""
+    _set_permission(company, email, as_, password_stdin, True)
 
 
 @app.command("revoke-api")
-def revoke_api(company: CompanyOpt, email: EmailOpt, as_: AsOpt) -> None:
-    """Withdraw a user's API permission. Administrator only."""
-    _set_permission(company, email, as_, False)
+def revoke_api(company: CompanyOpt, email: EmailOpt, as_: AsOpt,
+               password_stdin: AdminPasswordOpt = False) -> None:
+    """Withdraw a user's API permission. Administrator only, with their password on stdin."""
+    _set_permission(company, email, as_, password_stdin, False)
 
 
 @app.command("deactivate")

@@ -8,13 +8,16 @@ from typing import Annotated
 import typer
 
 from billing_api.access import users, whitelist
-from billing_api.cli.context import err, unit_of_work
+from billing_api.cli.context import confirm_user, err, password_for, unit_of_work
 
 app = typer.Typer(no_args_is_help=True, help="IP whitelist (empty: every API call refused).")
 
 CompanyOpt = Annotated[str, typer.Option("--company", help="Company id or exact name.")]
 AsOpt = Annotated[str | None, typer.Option(
-    "--as", help="Act as this user of the company (needs API permission); default: operator.")]
+    "--as", help="Act as this user of the company (needs API permission and their password "
+    "with --password-stdin); default: the distributor's operator.")]
+PasswordOpt = Annotated[bool, typer.Option(
+    "--password-stdin", help="Read the --as user's password from standard input.")]
 
 
 @app.command("add")
@@ -25,8 +28,11 @@ def add(
     allow_any: Annotated[bool, typer.Option(
         "--allow-any", help="Allow 0.0.0.0/0 or ::/0 (every address).")] = False,
     as_: AsOpt = None,
+    password_stdin: PasswordOpt = False,
 ) -> None:
     """Whitelist an IPv4/IPv6 address or CIDR range (host bits set are refused)."""
+    if as_:
+        confirm_user(company, as_, password_for(as_, password_stdin), "whitelist add")
     with unit_of_work(writer=True) as session:
         target = users.find_company(session, company)
         actor = users.find_user(session, target, as_) if as_ else None
@@ -49,8 +55,10 @@ def list_(company: CompanyOpt) -> None:
 
 @app.command("remove")
 def remove(company: CompanyOpt, entry_id: Annotated[int, typer.Argument(metavar="ID")],
-           as_: AsOpt = None) -> None:
+           as_: AsOpt = None, password_stdin: PasswordOpt = False) -> None:
     """Remove one entry (removing the last one shuts the API for this partner)."""
+    if as_:
+        confirm_user(company, as_, password_for(as_, password_stdin), "whitelist remove")
     with unit_of_work(writer=True) as session:
         target = users.find_company(session, company)
         actor = users.find_user(session, target, as_) if as_ else None

@@ -87,7 +87,7 @@ def build_request(request: Request, key: ApiKey, version: ApiVersion, endpoint: 
         params.append(("subscriptionId", wanted))
     path = f"/api/{version.name}/{endpoint}"
     now = utcnow()
-    link = links.signed_url(settings_of(request), key.id, path, [*params, ("format", fmt)],
+    link = links.signed_url(settings_of(request), key.digest, path, [*params, ("format", fmt)],
                             now=now)
     base = str(request.base_url).rstrip("/")
     filename = f"{endpoint}_{version.name}_{params[0][1]}_{params[1][1]}.{fmt}"
