@@ -71,8 +71,8 @@ class Row(BaseModel):
     @field_validator("vat_number", mode="after", check_fields=False)
     @classmethod
     def _vat_number_of_the_country(cls, value: str, info: ValidationInfo) -> str:
-        # The stored form, or the reason it is refused (billing/vat_numbers.py decides).
-        # No country_code (it was wrong): that error is enough.
+        # Companies' and customers' numbers: the stored form, or the reason the row is refused
+        # (billing/vat_numbers.py decides). No country_code (it was wrong): that error is enough.
         country = info.data.get("country_code")
         if not value or country is None:
             return value
