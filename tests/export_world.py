@@ -91,7 +91,7 @@ def build_rich_world(factory: sessionmaker[Session], settings: Settings) -> Bill
             session, company, company_name=TRICKY_NAME, cost_center="IT & <ops>",
             language_code="nl",
         )
-        belgian = f.customer(session, company, country_code="BE", vat_number="BE0123456789")
+        belgian = f.customer(session, company, country_code="BE", vat_number="BE0123456749")
         # The partner's own use: purchase lines with no customer line (empty Sales* fields).
         itself = f.customer(session, company, company_name="Acme (own use)",
                             is_partner_itself=True)
@@ -267,7 +267,7 @@ def _golden_customers(session: Session) -> None:
         Customer(
             id=1002, partner_id=2, environment="production", customer_number="C-002",
             company_name="Brasserie Ünal SPRL", country_code="BE", city="Liège",
-            vat_number="BE0123456789", tax_zone_id=be, language_code="fr",
+            vat_number="BE0123456749", tax_zone_id=be, language_code="fr",
         ),
     )
     _add(

@@ -53,7 +53,7 @@ def world(factory: sessionmaker[Session], settings: Settings) -> Iterator[World]
             recurring_price=D("120.50"),
         )
         tricky = f.customer(session, company, company_name=TRICKY_NAME, cost_center="IT")
-        plain = f.customer(session, company, country_code="BE", vat_number="BE0123456789")
+        plain = f.customer(session, company, country_code="BE", vat_number="BE0123456749")
         sub, _ = f.subscription(
             session, tricky, period, rate, amount=D(3), start=dt.date(2026, 9, 1), po_number="PO-1"
         )

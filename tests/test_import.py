@@ -27,6 +27,7 @@ from billing_api.catalog.models import RatePeriod, ResourceRate
 from billing_api.cli.importer import CsvTable
 from billing_api.customers.models import Customer, Subscription, SubscriptionResource, UsageRecord
 from billing_api.db import Base, make_engine
+from billing_api.demo.generator import demo_vat_number
 from billing_api.environments import Environment
 from billing_api.errors import InvalidInput
 from billing_api.importer import ImportRejected, ImportSummary, import_files
@@ -319,9 +320,10 @@ def test_ten_thousand_customers_import_in_seconds(factory: Factory, tmp_path: Pa
         writer.writerow(["partner", "environment", "customer_number", "company_name",
                          "country_code", "vat_number", "email"])
         for n in range(10_000):
-            writer.writerow([PARTNER, "production", f"M-{n:06d}", f"Customer {n}",
-                             ("NL", "DE", "US")[n % 3], f"NL{n:09d}B01" if n % 2 else "",
-                             f"c{n}@example.com"])
+            country = ("NL", "DE", "US")[n % 3]
+            vat_number = demo_vat_number(country, 10**8 + n) if n % 2 and n % 3 < 2 else ""
+            writer.writerow([PARTNER, "production", f"M-{n:06d}", f"Customer {n}", country,
+                             vat_number, f"c{n}@example.com"])
     started = time.perf_counter()
     summary = _import(factory, path)
     elapsed = time.perf_counter() - started

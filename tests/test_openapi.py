@@ -161,7 +161,7 @@ def served(factory: sessionmaker[Session], database_url: str) -> Iterator[Served
         session.add(SubscriptionAttribute(subscription_id=sub.id, attribute="vCPU",
                                           value="4", noshow=True))
         f.subscription(session, f.customer(session, company, country_code="BE",
-                                           vat_number="BE0123456789"),
+                                           vat_number="BE0123456749"),
                        yearly, yearly_rate, start=dt.date(2026, 10, 5))
     for period_name, day in (("2026-09", dt.date(2026, 10, 23)),
                              ("2026-10", dt.date(2026, 11, 23))):

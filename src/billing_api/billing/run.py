@@ -46,7 +46,7 @@ from billing_api.billing.countries import country_name, language_name
 from billing_api.billing.models import BillingRun, Invoice, InvoiceSequence, TaxZone
 from billing_api.billing.rating import ZERO, extended_units, parse_period, vat_units
 from billing_api.billing.rowhash import line_uid, row_hash
-from billing_api.billing.vat import Sale, zone_code_for
+from billing_api.billing.vat import Sale, ignored_vat_number, zone_code_for
 from billing_api.catalog.models import (
     PlanPeriod,
     RatePeriod,
@@ -151,6 +151,8 @@ class RunSummary:
     lines: int = 0
     total_excluding_vat: Decimal = ZERO
     total_vat: Decimal = ZERO
+    # Distinct buyers' VAT numbers that fail the check and so were billed as no number.
+    ignored_vat_numbers: int = 0
 
 
 class _Plan(NamedTuple):
@@ -209,6 +211,7 @@ class _Context:
     pricings: dict[tuple[Any, ...], Pricing] = field(default_factory=dict)
     descriptions: dict[tuple[int, int, str], str] = field(default_factory=dict)
     tax: dict[tuple[Any, ...], tuple[int, int]] = field(default_factory=dict)
+    ignored_vat_numbers: set[tuple[str, str]] = field(default_factory=set)
     partner_id: int = 0
     partner_country: str = ""
     partner_vat_number: str = ""
@@ -266,6 +269,7 @@ def bill_partner(
             sum((d.excluding_vat for d in ctx.invoices.values()), ctx.done_excluding_vat)
         )
         summary.total_vat = _cents(sum((d.vat for d in ctx.invoices.values()), ctx.done_vat))
+    summary.ignored_vat_numbers = len(ctx.ignored_vat_numbers)
     session.execute(
         update(BillingRun)
         .where(BillingRun.id == run_id)
@@ -711,7 +715,10 @@ def _tax(
     key = (seller, buyer, vat_number, telecom, resells)
     found = ctx.tax.get(key)
     if found is None:
-        zone_code = zone_code_for(Sale(seller, buyer, vat_number, telecom, buyer_resells=resells))
+        sale = Sale(seller, buyer, vat_number, telecom, buyer_resells=resells)
+        zone_code = zone_code_for(sale)
+        if ignored_vat_number(sale):
+            ctx.ignored_vat_numbers.add((buyer, vat_number))
         try:
             zone_id, percentage = ctx.zones[zone_code]
         except KeyError:

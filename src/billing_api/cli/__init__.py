@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from billing_api.cli import bill, db, demo, importer, serve
+from billing_api.cli import bill, customers, db, demo, importer, serve
 
 from billing_api.cli import api_access, audit, companies, keys, users, whitelist  # isort: skip
 
@@ -20,6 +20,7 @@ app.add_typer(api_access.app, name="api")
 app.add_typer(keys.app, name="keys")
 app.add_typer(whitelist.app, name="whitelist")
 app.command("audit")(audit.audit)
+app.add_typer(customers.app, name="customers")
 
 
 def main() -> None:

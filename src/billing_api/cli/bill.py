@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import select
 
@@ -79,6 +80,12 @@ def _report(name: str, s: RunSummary) -> None:
         f"{name}\t{s.environment}\t{s.period}\t{s.invoices} invoices\t{s.lines} lines\t"
         f"excl. VAT {s.total_excluding_vat}\tVAT {s.total_vat}"
     )
+    if s.ignored_vat_numbers:
+        err.print(
+            f"warning: {escape(name)} {s.environment}: {s.ignored_vat_numbers} VAT number(s) "
+            "fail the check and were billed as no number (VAT charged, not reverse-charged); "
+            "list them with `billing-api customers check-vat`"
+        )
 
 
 def _parse_day(text: str) -> dt.date:

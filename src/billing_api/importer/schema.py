@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 
 from billing_api.access.models import Company
 from billing_api.billing.models import TaxZone
+from billing_api.billing.vat_numbers import check_vat_number
 from billing_api.catalog.models import (
     PlanCategory,
     PlanPeriod,
@@ -66,6 +67,19 @@ class Row(BaseModel):
         """The fields the input set, as column values (nested rows left out)."""
         return {name: getattr(self, name) for name in self.model_fields_set
                 if name not in exclude and not isinstance(getattr(self, name), list)}
+
+    @field_validator("vat_number", mode="after", check_fields=False)
+    @classmethod
+    def _vat_number_of_the_country(cls, value: str, info: ValidationInfo) -> str:
+        # Companies' and customers' numbers: the stored form, or the reason the row is refused
+        # (billing/vat_numbers.py decides). No country_code (it was wrong): that error is enough.
+        country = info.data.get("country_code")
+        if not value or country is None:
+            return value
+        checked = check_vat_number(value, country)
+        if checked.problem:
+            raise PydanticCustomError("vat_number", "{problem}", {"problem": checked.problem})
+        return checked.number
 
     def columns(self, *exclude: str) -> dict[str, Any]:
         """Every field, given or default, as column values (nested rows left out)."""
