@@ -1,11 +1,14 @@
-"""``billing-api db``: schema migrations."""
+"""``billing-api db``: schema migrations and the restore check."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 from billing_api import migrate
-from billing_api.cli.context import engine, err, settings
+from billing_api.cli.context import engine, err, fail, settings
+from billing_api.ops import dbcheck
 
 app = typer.Typer(no_args_is_help=True, help="Database schema commands.")
 
@@ -25,3 +28,24 @@ def current() -> None:
     """Print the database's current revision."""
     print(migrate.current_revision(engine()) or "empty")
     _ = settings
+
+
+@app.command("check")
+def check() -> None:
+    """Check the database (e.g. a restored backup): integrity, schema revision, complete
+    billing runs, gap-free invoice numbers; print each table's row count.
+
+    Read-only. Prints TABLE<TAB>ROWS, then CHECK<TAB>ok|problem; exit status 1 on a problem.
+    Point BILLING_API_DATABASE_URL at the copy to check it.
+    """
+    url = engine().url
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        fail(f"no SQLite database at {url.database!r}")
+    report = dbcheck.check_database(engine())
+    for table, rows in report.counts.items():
+        print(f"{table}\t{rows}")
+    for name, result in report.results:
+        print(f"{name}\t{result}")
+    if not report.ok:
+        fail("the database failed a check (see above)")
+    err.print(f"database ok ({url.render_as_string(hide_password=True)})")
