@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from sqlalchemy.exc import DBAPIError
 
 from billing_api import migrate
 from billing_api.cli.context import engine, err, fail, settings
@@ -41,7 +42,11 @@ def check() -> None:
     url = engine().url
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
         fail(f"no SQLite database at {url.database!r}")
-    report = dbcheck.check_database(engine())
+    try:
+        report = dbcheck.check_database(engine())
+    except DBAPIError as exc:  # not a database, damaged beyond reading, unreachable
+        fail(f"cannot read the database: {str(exc.orig).splitlines()[0]}")
+        raise
     for table, rows in report.counts.items():
         print(f"{table}\t{rows}")
     for name, result in report.results:
