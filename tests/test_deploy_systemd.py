@@ -93,3 +93,28 @@ def test_the_timer_bills_the_previous_month_on_the_first_in_the_distributors_tim
     graceful = int(re.search(r"--graceful-timeout (\d+)", server).group(1))  # type: ignore[union-attr]
     stop = int(re.search(r"^TimeoutStopSec=(\d+)$", server, re.MULTILINE).group(1))  # type: ignore[union-attr]
     assert stop > graceful
+
+
+def test_the_operators_wrapper_reads_the_service_settings_verbatim(tmp_path: Path) -> None:
+    """deploy/bin/billing-api: the env file's values reach the command unchanged, even with
+    characters a shell would act on; comments and blank lines are skipped."""
+    env_file = tmp_path / "billing-api.env"
+    url = "postgresql://billing:p%40ss@db.example:5432/billing?sslmode=require&connect_timeout=5"
+    env_file.write_text(f"# settings\n\nBILLING_API_DATABASE_URL={url}\n"
+                        "BILLING_API_SECRET_KEY=a b;c$HOME`id`\n"
+                        "BILLING_API_TIMEZONE=Europe/Amsterdam")
+    shown = subprocess.run(
+        [str(ROOT / "deploy" / "bin" / "billing-api")], capture_output=True, text=True,
+        timeout=30, check=True,
+        env={"PATH": "/usr/bin:/bin", "BILLING_API_ENV_FILE": str(env_file),
+             "BILLING_API_BIN": "/usr/bin/env"}).stdout.splitlines()
+    assert f"BILLING_API_DATABASE_URL={url}" in shown
+    assert "BILLING_API_SECRET_KEY=a b;c$HOME`id`" in shown
+    assert "BILLING_API_TIMEZONE=Europe/Amsterdam" in shown  # no final newline needed
+    env_file.write_text("# a pasted secret, not a setting:\nsecret-value-here\n")
+    bad = subprocess.run([str(ROOT / "deploy" / "bin" / "billing-api")], capture_output=True,
+                         text=True, timeout=30, check=False,
+                         env={"PATH": "/usr/bin:/bin", "BILLING_API_ENV_FILE": str(env_file),
+                              "BILLING_API_BIN": "/usr/bin/env"})
+    assert bad.returncode == 2 and "line 2 is not KEY=value" in bad.stderr
+    assert "secret-value-here" not in bad.stderr
