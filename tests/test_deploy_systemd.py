@@ -118,3 +118,19 @@ def test_the_operators_wrapper_reads_the_service_settings_verbatim(tmp_path: Pat
                               "BILLING_API_BIN": "/usr/bin/env"})
     assert bad.returncode == 2 and "line 2 is not KEY=value" in bad.stderr
     assert "secret-value-here" not in bad.stderr
+
+
+def test_a_variable_given_on_the_command_line_wins_over_the_settings_file(
+        tmp_path: Path) -> None:
+    env_file = tmp_path / "billing-api.env"
+    env_file.write_text("BILLING_API_DATABASE_URL=postgresql://live/billing\n"
+                        "BILLING_API_TIMEZONE=Europe/Amsterdam\n")
+    shown = subprocess.run(
+        [str(ROOT / "deploy" / "bin" / "billing-api")], capture_output=True, text=True,
+        timeout=30, check=True,
+        env={"PATH": "/usr/bin:/bin", "BILLING_API_ENV_FILE": str(env_file),
+             "BILLING_API_BIN": "/usr/bin/env",
+             "BILLING_API_DATABASE_URL": "sqlite:////tmp/restored.db"}).stdout.splitlines()
+    assert "BILLING_API_DATABASE_URL=sqlite:////tmp/restored.db" in shown
+    assert "BILLING_API_DATABASE_URL=postgresql://live/billing" not in shown
+    assert "BILLING_API_TIMEZONE=Europe/Amsterdam" in shown
