@@ -20,7 +20,7 @@ import ssl
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -136,9 +136,26 @@ def open_api_for(factory: sessionmaker[Session], settings: Settings, network: st
 
 
 def worker_processes(pid: int) -> list[int]:
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(c) for c in children
-            if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    """uvicorn's worker processes under ``pid`` (multiprocessing children of the server)."""
+    workers = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name is in parentheses and may hold spaces: fields follow the last ")".
+            parent = int(stat_file.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat_file.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # a process that ended meanwhile
+        if parent == pid and b"spawn_main" in command:
+            workers.append(int(stat_file.parent.name))
+    return workers
+
+
+def end_workers(pids: list[int]) -> None:
+    for pid in pids:
+        with suppress(OSError):  # gone already: nothing to do
+            # Still the worker (a PID is not reused by something else meanwhile).
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_nginx_tls_in_front_of_two_workers_and_the_whitelist_sees_the_real_client(
@@ -152,8 +169,12 @@ def test_nginx_tls_in_front_of_two_workers_and_the_whitelist_sees_the_real_clien
     monkeypatch.setenv("BILLING_API_TRUSTED_PROXIES", "127.0.0.1/32")
     https_port, http_port = _free_port(), _free_port()
     headers = {"X-Api-Key": secret}
-    with billing_api_serve(database_url, tmp_path, "--workers", "2") as (process, app, _):
-        assert len(worker_processes(process.pid)) == 2
+    with billing_api_serve(database_url, tmp_path, "--workers", "2") as (process, app, _), \
+            ExitStack() as cleanup:
+        workers = worker_processes(process.pid)
+        assert len(workers) == 2
+        # Should the test fail, the helper SIGKILLs the server, which cannot stop its workers.
+        cleanup.callback(end_workers, workers)
         values = {"UPSTREAM": app.removeprefix("http://"),
                   "HTTPS_LISTEN": f"127.0.0.1:{https_port}",
                   "HTTP_LISTEN": f"127.0.0.1:{http_port}", "SERVER_NAME": "billing.test",
