@@ -230,6 +230,25 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    # --- secret rotation (docs/operations.md, "Rotating the secret") ---------------------------
+    # Earlier secrets, comma-separated: during the overlap a key issued under one still works
+    # and is moved to the current secret and pepper id on its first use. Key digests only:
+    # download links and portal sessions follow the current secret alone.
+    old_secret_keys: SecretStr = SecretStr("")
+
+    @field_validator("old_secret_keys")
+    @classmethod
+    def _refuse_short_old_secret(cls, value: SecretStr) -> SecretStr:
+        if any(len(part.strip()) < 16 for part in value.get_secret_value().split(",")
+               if part.strip()):
+            raise ValueError("each of BILLING_API_OLD_SECRET_KEYS must be at least 16 characters")
+        return value
+
+    def old_secrets(self) -> list[str]:
+        """The earlier secrets still accepted for key digests, newest first as given."""
+        return [part.strip() for part in self.old_secret_keys.get_secret_value().split(",")
+                if part.strip()]
+
 
 _ENV_NAMES = {name: f"BILLING_API_{name.upper()}" for name in Settings.model_fields}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Executable, bindparam, select
@@ -32,6 +32,8 @@ class KeyGrant:
     last_used_at: dt.datetime | None
     api_enabled: bool
     networks: tuple[str, ...]  # the company's whitelist, normalised CIDR text
+    # Found under an earlier secret (BILLING_API_OLD_SECRET_KEYS): re-digest it on success.
+    old_pepper: bool = False
 
     def status(self, now: dt.datetime | None = None) -> str:
         return keys.status_of(self.revoked_at, self.expires_at, now)
@@ -87,6 +89,11 @@ def grant_for_secret(session: Session, settings: Settings, secret: str) -> KeyGr
     # if the lookup ever changes (prefix search, cache).
     if found is not None and hmac.compare_digest(found[1], wanted):
         return found[0]
+    # During a secret rotation, a key not yet used since is found under an earlier secret.
+    for old in keys.old_digests(settings, secret):
+        found = _grant(session, _BY_DIGEST, old)
+        if found is not None and hmac.compare_digest(found[1], old):
+            return replace(found[0], old_pepper=True)
     return None
 
 

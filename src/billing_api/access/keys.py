@@ -22,7 +22,7 @@ import zlib
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from billing_api.access import audit, permissions
@@ -80,16 +80,33 @@ def parse_secret(text: str) -> ParsedKey | None:
     return ParsedKey(environment, text[: 9 + _DISPLAY_BODY_CHARS])
 
 
-def _pepper(settings: Settings) -> bytes:
+def _pepper(server_secret: str) -> bytes:
     # Derived rather than used directly, so the key pepper and the link-signing key differ.
-    secret = settings.secret_key.get_secret_value().encode()
-    return hmac.new(secret, b"billing-api/api-key-pepper/v1", hashlib.sha256).digest()
+    return hmac.new(server_secret.encode(), b"billing-api/api-key-pepper/v1",
+                    hashlib.sha256).digest()
+
+
+def _digest(server_secret: str, secret: str) -> str:
+    return hmac.new(_pepper(server_secret), secret[:256].encode("utf-8", "replace"),
+                    hashlib.sha256).hexdigest()
 
 
 def digest(settings: Settings, secret: str) -> str:
     """Hex HMAC-SHA256 of ``secret``; bounded input so an absurd header costs no more."""
-    return hmac.new(_pepper(settings), secret[:256].encode("utf-8", "replace"),
-                    hashlib.sha256).hexdigest()
+    return _digest(settings.secret_key.get_secret_value(), secret)
+
+
+def old_digests(settings: Settings, secret: str) -> list[str]:
+    """``secret``'s digests under the earlier secrets still accepted during a rotation."""
+    return [_digest(old, secret) for old in settings.old_secrets()]
+
+
+def move_to_current_pepper(session: Session, settings: Settings, key_id: int,
+                           secret: str) -> None:
+    """Re-digest a key found under an earlier secret, so it outlives the rotation's overlap.
+    The caller has just matched ``secret`` to ``key_id``."""
+    session.execute(update(ApiKey).where(ApiKey.id == key_id)
+                    .values(digest=digest(settings, secret), pepper_id=settings.pepper_id))
 
 
 def expiry_from_date(day: dt.date, timezone: str) -> dt.datetime:

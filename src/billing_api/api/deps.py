@@ -103,6 +103,8 @@ def authenticate_request(request: Request) -> ApiCaller:
     now = utcnow()
     if keys.last_use_due(stale, now):
         _stamp_last_used(factory, caller.key_id, now)
+    if grant.old_pepper:
+        _move_to_current_pepper(factory, settings, caller.key_id, request)
     request.state.api_caller = caller
     return caller
 
@@ -118,6 +120,21 @@ def _stamp_last_used(factory: sessionmaker[Session], key_id: int, now: dt.dateti
         if not is_lock_timeout(exc):
             raise
         log.info("last use of API key %s not recorded: the database is busy writing", key_id)
+
+
+def _move_to_current_pepper(factory: sessionmaker[Session], settings: Settings, key_id: int,
+                            request: Request) -> None:
+    """Best effort, like the stamp: a key left on the old pepper is tried again next time."""
+    secret = request.headers.get("x-api-key", "").strip()
+    try:
+        with transaction(factory, writer=True, lock_wait=LAST_USED_LOCK_WAIT) as session:
+            keys.move_to_current_pepper(session, settings, key_id, secret)
+    except OperationalError as exc:
+        if not is_lock_timeout(exc):
+            raise
+        log.info("API key %s stays on its old pepper for now: the database is busy", key_id)
+    else:
+        log.info("API key %s moved to pepper %s", key_id, settings.pepper_id)
 
 
 def _check(session: Session, settings: Settings, request: Request, address: IPAddress | None,

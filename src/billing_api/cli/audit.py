@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from billing_api.access import audit as audit_log
-from billing_api.access import users
+from billing_api.access import retention, users
 from billing_api.cli.context import fail, settings, unit_of_work
 
 
@@ -36,3 +36,22 @@ def audit(
                   r.client_address or "-", r.key_prefix or "-", r.path or "-", r.reason or "-",
                   r.detail or "-")
         sys.stdout.write("\t".join(fields) + "\n")
+
+
+DEFAULT_RETENTION_DAYS = 400
+
+
+def prune(
+    older_than: Annotated[int, typer.Option(
+        min=1, help="Delete events older than this many days.")] = DEFAULT_RETENTION_DAYS,
+    dry_run: Annotated[bool, typer.Option(help="Only count what would go.")] = False,
+) -> None:
+    """Delete every company's audit events older than --older-than days; print the count.
+
+    The default, 400 days, keeps a whole year and the review that follows it."""
+    cutoff = audit_log.now() - dt.timedelta(days=older_than)
+    with unit_of_work(writer=True) as session:
+        count = retention.prune_events(session, before=cutoff, dry_run=dry_run)
+    sys.stdout.write(f"{count}\n")
+    typer.echo(f"{'would delete' if dry_run else 'deleted'} {count} audit events from before "
+               f"{cutoff:%Y-%m-%d %H:%M} UTC", err=True)

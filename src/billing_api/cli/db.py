@@ -1,11 +1,15 @@
-"""``billing-api db``: schema migrations."""
+"""``billing-api db``: schema migrations and the restore check."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from sqlalchemy.exc import DBAPIError
 
 from billing_api import migrate
-from billing_api.cli.context import engine, err, schema_revision, settings
+from billing_api.cli.context import engine, err, fail, schema_revision, settings
+from billing_api.ops import dbcheck
 
 app = typer.Typer(no_args_is_help=True, help="Database schema commands.")
 
@@ -26,3 +30,28 @@ def current() -> None:
     """Print the database's current revision."""
     print(schema_revision() or "empty")
     _ = settings
+
+
+@app.command("check")
+def check() -> None:
+    """Check the database (e.g. a restored backup): integrity, schema revision, complete
+    billing runs, gap-free invoice numbers; print each table's row count.
+
+    Read-only. Prints TABLE<TAB>ROWS, then CHECK<TAB>ok|problem; exit status 1 on a problem.
+    Point BILLING_API_DATABASE_URL at the copy to check it.
+    """
+    url = engine().url
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        fail(f"no SQLite database at {url.database!r}")
+    try:
+        report = dbcheck.check_database(engine())
+    except DBAPIError as exc:  # not a database, damaged beyond reading, unreachable
+        fail(f"cannot read the database: {str(exc.orig).splitlines()[0]}")
+        raise
+    for table, rows in report.counts.items():
+        print(f"{table}\t{rows}")
+    for name, result in report.results:
+        print(f"{name}\t{result}")
+    if not report.ok:
+        fail("the database failed a check (see above)")
+    err.print(f"database ok ({url.render_as_string(hide_password=True)})")
