@@ -77,7 +77,7 @@ def test_keys_survive_a_rotation_with_an_overlap_and_unused_ones_must_be_reissue
     new_id, new = issue(factory, overlap, "issued during the overlap")
     assert pepper_of(factory, new_id)[0] == 2
     # A download link signed under the old secret is not accepted: links follow the current one.
-    token = links.sign_link(before, used_id, PATH, [])
+    token = links.sign_link(before, digest, PATH, [])  # names the key as it is stored now
     with serve(create_app(overlap)) as base:
         link = httpx.get(base + PATH, params={"token": token}, timeout=30)
     assert link.status_code == 401
