@@ -7,8 +7,9 @@ Money and quantities are exact on both databases: they are stored as integers in
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,15 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _create_private_file(path: Path) -> None:
+    """Create a new SQLite database file readable by its owner only: it holds password hashes
+    and key digests. SQLite gives its -wal and -shm files the database file's mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # An existing database keeps the mode its operator gave it.
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def make_engine(url: str, *, pool_size: int | None = None, **kwargs: Any) -> Engine:
     """An engine tuned per database: SQLite pragmas, psycopg 3 for PostgreSQL.
 
@@ -146,7 +156,7 @@ def make_engine(url: str, *, pool_size: int | None = None, **kwargs: Any) -> Eng
         kwargs |= {"pool_size": pool_size, "max_overflow": 0}
     if url.startswith("sqlite"):
         if not in_memory:
-            Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+            _create_private_file(Path(make_url(url).database or ""))
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "isolation_level": None}, **kwargs
         )
