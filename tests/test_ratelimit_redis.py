@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from billing_api.access import users
+from billing_api.access import audit, users
 from billing_api.access.errors import RateLimited
 from billing_api.access.models import AuditEvent
 from billing_api.access.ratelimit import (
@@ -31,6 +31,7 @@ from billing_api.access.ratelimit import (
     Decision,
     FallbackLimiter,
     LimiterUnavailable,
+    LoginAttempt,
     LoginThrottle,
     SlidingWindowLimiter,
 )
@@ -183,17 +184,21 @@ def test_login_throttle_on_redis_keeps_no_address_in_clear(redis_url: str,
     try:
         first = LoginThrottle(one, per_email=2, per_ip=3)
         second = LoginThrottle(two, per_email=2, per_ip=3)  # another worker
-        first.failed("Ada@Acme.example", "192.0.2.1")
-        second.failed("ada@acme.example", "192.0.2.1")
+        first.attempt("Ada@Acme.example", "192.0.2.1")
+        second.attempt("ada@acme.example", "192.0.2.1")
         with pytest.raises(RateLimited, match="too many failed logins"):
-            first.check("ada@acme.example", "192.0.2.9")
+            first.attempt("ada@acme.example", "192.0.2.9")
         with pytest.raises(RateLimited):
-            second.check("ADA@acme.example", "192.0.2.9")
+            second.attempt("ADA@acme.example", "192.0.2.9")
         stored = sorted(raw.scan_iter(match=KEY_PREFIX + "*"))
         digest = hashlib.sha256(b"ada@acme.example").hexdigest()
         assert stored == [f"{KEY_PREFIX}login-email:{digest}", f"{KEY_PREFIX}login-ip:192.0.2.1"]
-        second.succeeded("ada@acme.example")
-        first.check("ada@acme.example", "192.0.2.1")
+        assert raw.zcard(f"{KEY_PREFIX}login-ip:192.0.2.1") == 2
+        # A right password: the e-mail's count goes, and the address gets its hit back.
+        second.succeeded(second.attempt("bob@acme.example", "192.0.2.1"))
+        assert raw.zcard(f"{KEY_PREFIX}login-ip:192.0.2.1") == 2
+        second.succeeded(first.attempt("carol@acme.example", "192.0.2.7"))
+        assert not raw.exists(f"{KEY_PREFIX}login-ip:192.0.2.7")
     finally:
         one.close()
         two.close()
@@ -269,20 +274,20 @@ def test_redis_down_logins_are_refused(settings: Settings,
     assert refused.status_code == 429
     assert refused.headers["Retry-After"] == str(UNAVAILABLE_RETRY_AFTER)
     assert "logging in is not possible right now" in refused.text
+    audit.flush_pending()
     with factory() as session:
         reasons = session.scalars(select(AuditEvent.reason).where(
             AuditEvent.event_type == "login_failed")).all()
     assert reasons == ["throttled"]
 
 
-def test_login_throttle_failed_and_succeeded_survive_redis_down() -> None:
+def test_login_throttle_succeeded_survives_redis_down() -> None:
     limiter = RedisLimiter.from_url(dead_redis_url())
     throttle = LoginThrottle(limiter)
     try:
-        throttle.failed("a@x.example", "192.0.2.1")
-        throttle.succeeded("a@x.example")
+        throttle.succeeded(LoginAttempt("login-email:x", "login-ip:192.0.2.1", "member"))
         with pytest.raises(RateLimited):
-            throttle.check("a@x.example", "192.0.2.1")
+            throttle.attempt("a@x.example", "192.0.2.1")
     finally:
         limiter.close()
 
@@ -317,6 +322,11 @@ class _Flaky:
         if self.down:
             raise LimiterUnavailable("down")
         return self.inner.peek(bucket, limit, window)
+
+    def release(self, bucket: str, token: str) -> None:
+        if self.down:
+            raise LimiterUnavailable("down")
+        self.inner.release(bucket, token)
 
     def reset(self, bucket: str) -> None:
         if self.down:
