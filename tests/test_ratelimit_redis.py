@@ -20,7 +20,7 @@ import httpx
 import pytest
 import redis
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing_api.access import audit, users
@@ -43,6 +43,7 @@ from tests.access_helpers import denied_reasons, make_partner, test_app
 from tests.browser import FormClient
 from tests.conftest import skip_or_fail
 from tests.http_server import serve
+from tests.test_refusal_flood import parallel_logins
 
 SERVER = "redis://127.0.0.1:6379"
 RUN_LOCK = "billing-api:test-run"
@@ -346,3 +347,63 @@ def test_fallback_returns_to_the_shared_store(caplog: pytest.LogCaptureFixture) 
         assert limiter.hit("k", 1, 60.0).allowed  # the shared store's own count
         assert not primary.peek("k", 1, 60.0).allowed
     assert len([r for r in caplog.records if r.name == "billing_api.access"]) == 2
+
+
+def test_failed_auth_limit_over_http_is_shared_by_two_workers(
+        settings: Settings, factory: sessionmaker[Session], redis_url: str,
+        raw: redis.Redis) -> None:
+    """Garbage keys from one address, spread over two workers: one count on Redis, 429
+    ``too_many_failures`` on both past it, the audit rows of both workers summed."""
+    limited = settings.model_copy(update={"failed_auth_per_minute": 6, "redis_url": redis_url})
+    p = make_partner(factory, limited)
+    one, two = test_app(limited), test_app(limited)
+    attacker = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"),
+                            timeout=10)
+    try:
+        with serve(one) as first, serve(two) as second, attacker:
+            statuses, codes = [], []
+            for i in range(20):
+                answer = attacker.get((first, second)[i % 2] + WHOAMI, headers={
+                    "X-Api-Key": f"garbage-{i}", "Accept": "application/json"})
+                statuses.append(answer.status_code)
+                codes.append(answer.json()["code"])
+            retry_after = int(answer.headers["Retry-After"])
+            counted = raw.zcard(f"{KEY_PREFIX}auth-fail:127.0.0.2")
+            valid = [get(base, p.secret).status_code for base in (first, second)]
+    finally:
+        close_redis(one)
+        close_redis(two)
+    assert statuses == [401] * 6 + [429] * 14
+    assert set(codes[:6]) == {"malformed_key"} and set(codes[6:]) == {"too_many_failures"}
+    assert 1 <= retry_after <= 60 and counted == 6
+    assert valid == [200, 200]  # another address
+    audit.flush_pending()
+    with factory() as session:
+        rows = session.execute(select(AuditEvent.reason, AuditEvent.count).where(
+            AuditEvent.event_type == "api_denied")).all()
+    sums: dict[str, int] = {}
+    for reason, count in rows:
+        sums[reason] = sums.get(reason, 0) + count
+    assert sums == {"malformed_key": 6, "too_many_failures": 14}
+    assert len(rows) <= 4  # one per reason and minute, whichever worker wrote first
+
+
+def test_parallel_login_guesses_on_two_workers_get_at_most_the_limit(
+        settings: Settings, factory: sessionmaker[Session], redis_url: str) -> None:
+    with transaction(factory) as session:
+        users.create_company(session, "Acme Cloud BV", "admin@acme.example", "correct horse 1")
+    shared = settings.model_copy(update={"redis_url": redis_url})
+    one, two = create_app(shared), create_app(shared)
+    try:
+        with serve(one) as first, serve(two) as second:
+            statuses = parallel_logins([first, second],
+                                       [("admin@acme.example", f"guess {i}") for i in range(20)])
+    finally:
+        close_redis(one)
+        close_redis(two)
+    assert sorted(statuses) == [400] * 5 + [429] * 15  # 5 a quarter-hour per e-mail
+    audit.flush_pending()
+    with factory() as session:
+        counted = session.execute(select(AuditEvent.reason, func.sum(AuditEvent.count)).where(
+            AuditEvent.event_type == "login_failed").group_by(AuditEvent.reason)).all()
+    assert dict((r, int(n)) for r, n in counted) == {"bad_credentials": 5, "throttled": 15}
