@@ -232,7 +232,7 @@ def check_failed_auth(limiter: RateLimiter, address: IPAddress | None, per_minut
     decision = limiter.peek(_FAILED_AUTH + client_bucket(address), per_minute, 60.0)
     if not decision.allowed:
         raise TooManyFailures(
-            f"more than {per_minute} failed authentications a minute from your address: "
+            f"too many failed authentications from your address ({per_minute} a minute): "
             f"retry in {decision.retry_after} s", retry_after=decision.retry_after)
 
 
