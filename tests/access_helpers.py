@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from billing_api.access import keys, permissions, users, whitelist
+from billing_api.access import audit, keys, permissions, users, whitelist
 from billing_api.access.models import AuditEvent
 from billing_api.api.deps import CallerDep, api_router
 from billing_api.app import create_app
@@ -43,6 +43,8 @@ def make_partner(factory: sessionmaker[Session], settings: Settings, *,
 
 
 def denied_reasons(factory: sessionmaker[Session]) -> list[str]:
+    """The reasons of the ``api_denied`` rows (one per aggregate), oldest first."""
+    audit.flush_pending()
     with factory() as session:
         return list(session.scalars(select(AuditEvent.reason).where(
             AuditEvent.event_type == "api_denied").order_by(AuditEvent.id)))

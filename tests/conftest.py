@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing_api import migrate
+from billing_api.access import audit
 from billing_api.db import Base, make_engine, make_session_factory
 from billing_api.settings import Settings
 from tests.log_capture import capture_all_logs  # noqa: F401  (session-wide secret check)
@@ -98,6 +99,7 @@ def migrated_engine(database_url: str) -> Iterator[Engine]:
 def engine(migrated_engine: Engine) -> Iterator[Engine]:
     """The migrated database, emptied of everything but reference data after each test."""
     yield migrated_engine
+    audit.flush_pending()  # refusal counts of this test's apps, before the tables empty
     with migrated_engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             if table.name not in REFERENCE_TABLES:

@@ -60,6 +60,10 @@ def serve(app: Any, host: str = "127.0.0.1", *, dual_stack: bool = False) -> Ite
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+        # Refusals counted but not yet written belong to this test, not to the next one.
+        refusals = getattr(getattr(app, "state", None), "refusal_audit", None)
+        if refusals is not None:
+            refusals.close()
         # The app's own engine holds pooled connections: close them, or psycopg warns
         # (and filterwarnings=error fails the test) when they are garbage-collected.
         engine = getattr(getattr(app, "state", None), "engine", None)

@@ -157,14 +157,36 @@ def test_sliding_window_and_login_throttle() -> None:
     now[0] = 60.5
     assert limiter.hit("k", 2, 60).allowed
     throttle = LoginThrottle(SlidingWindowLimiter(clock=lambda: now[0]), per_email=2, per_ip=3)
-    throttle.failed("A@x.example", "192.0.2.1")
-    throttle.failed("a@x.example", "192.0.2.1")
+    throttle.attempt("A@x.example", "192.0.2.1")  # counted before any password is checked
+    throttle.attempt("a@x.example", "192.0.2.1")
     with pytest.raises(RateLimited):
-        throttle.check("a@x.example", "192.0.2.9")
-    throttle.check("b@x.example", "192.0.2.1")
-    throttle.failed("b@x.example", "192.0.2.1")
+        throttle.attempt("a@x.example", "192.0.2.9")
+    throttle.attempt("b@x.example", "192.0.2.1")
     with pytest.raises(RateLimited):
-        throttle.check("c@x.example", "192.0.2.1")
+        throttle.attempt("c@x.example", "192.0.2.1")
+    # The address refused c: c's e-mail count was given back, so c still has two.
+    throttle.attempt("c@x.example", "192.0.2.2")
+    throttle.attempt("c@x.example", "192.0.2.2")
+    with pytest.raises(RateLimited):
+        throttle.attempt("c@x.example", "192.0.2.2")
+    # A right password gives the address's hit back and resets the e-mail's count.
+    throttle.succeeded(throttle.attempt("d@x.example", "192.0.2.3"))
+    for email in ("d@x.example", "d@x.example", "e@x.example"):
+        throttle.attempt(email, "192.0.2.3")
+    with pytest.raises(RateLimited):
+        throttle.attempt("f@x.example", "192.0.2.3")
+
+
+def test_release_gives_one_hit_back() -> None:
+    limiter = SlidingWindowLimiter(clock=lambda: 1.0)  # every hit at the same instant
+    first, second = limiter.hit("k", 2, 60), limiter.hit("k", 2, 60)
+    assert not limiter.hit("k", 2, 60).allowed
+    limiter.release("k", first.token)
+    limiter.release("k", "local:not-a-float")  # ignored
+    limiter.release("k", "9f3a0c")  # a Redis member: ignored
+    assert limiter.hit("k", 2, 60).allowed
+    assert not limiter.hit("k", 2, 60).allowed
+    assert second.token and limiter.peek("k", 2, 60).allowed is False
 
 
 def test_only_the_account_administrator_enables_the_api(factory: sessionmaker[Session]) -> None:

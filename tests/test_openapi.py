@@ -146,7 +146,8 @@ def served(factory: sessionmaker[Session], database_url: str) -> Iterator[Served
     priced per rate period, with attributes; a yearly plan), served by uvicorn."""
     # No rate limiting to speak of: hundreds of generated requests arrive within seconds.
     app_settings = Settings(database_url=database_url, secret_key=SecretStr(TEST_SECRET),
-                            redis_url=None, rate_limit_per_minute=1_000_000)
+                            redis_url=None, rate_limit_per_minute=1_000_000,
+                            failed_auth_per_minute=1_000_000)
     partner = make_partner(factory, app_settings)
     with transaction(factory) as session:
         f.distributor(session)

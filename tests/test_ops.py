@@ -77,8 +77,9 @@ def demo(factory: sessionmaker[Session], settings: Settings, customers: int = 5,
 
 
 def quiet_settings(settings: Settings, **changes: Any) -> Settings:
-    """The suite's settings without a rate limit to speak of."""
-    return settings.model_copy(update={"rate_limit_per_minute": 1_000_000, **changes})
+    """The suite's settings without a rate limit to speak of (per key or per address)."""
+    return settings.model_copy(update={"rate_limit_per_minute": 1_000_000,
+                                       "failed_auth_per_minute": 1_000_000, **changes})
 
 
 class JsonLines(logging.Handler):

@@ -20,10 +20,10 @@ import httpx
 import pytest
 import redis
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from billing_api.access import users
+from billing_api.access import audit, users
 from billing_api.access.errors import RateLimited
 from billing_api.access.models import AuditEvent
 from billing_api.access.ratelimit import (
@@ -31,6 +31,7 @@ from billing_api.access.ratelimit import (
     Decision,
     FallbackLimiter,
     LimiterUnavailable,
+    LoginAttempt,
     LoginThrottle,
     SlidingWindowLimiter,
 )
@@ -42,6 +43,7 @@ from tests.access_helpers import denied_reasons, make_partner, test_app
 from tests.browser import FormClient
 from tests.conftest import skip_or_fail
 from tests.http_server import serve
+from tests.test_refusal_flood import parallel_logins
 
 SERVER = "redis://127.0.0.1:6379"
 RUN_LOCK = "billing-api:test-run"
@@ -183,17 +185,21 @@ def test_login_throttle_on_redis_keeps_no_address_in_clear(redis_url: str,
     try:
         first = LoginThrottle(one, per_email=2, per_ip=3)
         second = LoginThrottle(two, per_email=2, per_ip=3)  # another worker
-        first.failed("Ada@Acme.example", "192.0.2.1")
-        second.failed("ada@acme.example", "192.0.2.1")
+        first.attempt("Ada@Acme.example", "192.0.2.1")
+        second.attempt("ada@acme.example", "192.0.2.1")
         with pytest.raises(RateLimited, match="too many failed logins"):
-            first.check("ada@acme.example", "192.0.2.9")
+            first.attempt("ada@acme.example", "192.0.2.9")
         with pytest.raises(RateLimited):
-            second.check("ADA@acme.example", "192.0.2.9")
+            second.attempt("ADA@acme.example", "192.0.2.9")
         stored = sorted(raw.scan_iter(match=KEY_PREFIX + "*"))
         digest = hashlib.sha256(b"ada@acme.example").hexdigest()
         assert stored == [f"{KEY_PREFIX}login-email:{digest}", f"{KEY_PREFIX}login-ip:192.0.2.1"]
-        second.succeeded("ada@acme.example")
-        first.check("ada@acme.example", "192.0.2.1")
+        assert raw.zcard(f"{KEY_PREFIX}login-ip:192.0.2.1") == 2
+        # A right password: the e-mail's count goes, and the address gets its hit back.
+        second.succeeded(second.attempt("bob@acme.example", "192.0.2.1"))
+        assert raw.zcard(f"{KEY_PREFIX}login-ip:192.0.2.1") == 2
+        second.succeeded(first.attempt("carol@acme.example", "192.0.2.7"))
+        assert not raw.exists(f"{KEY_PREFIX}login-ip:192.0.2.7")
     finally:
         one.close()
         two.close()
@@ -269,20 +275,20 @@ def test_redis_down_logins_are_refused(settings: Settings,
     assert refused.status_code == 429
     assert refused.headers["Retry-After"] == str(UNAVAILABLE_RETRY_AFTER)
     assert "logging in is not possible right now" in refused.text
+    audit.flush_pending()
     with factory() as session:
         reasons = session.scalars(select(AuditEvent.reason).where(
             AuditEvent.event_type == "login_failed")).all()
     assert reasons == ["throttled"]
 
 
-def test_login_throttle_failed_and_succeeded_survive_redis_down() -> None:
+def test_login_throttle_succeeded_survives_redis_down() -> None:
     limiter = RedisLimiter.from_url(dead_redis_url())
     throttle = LoginThrottle(limiter)
     try:
-        throttle.failed("a@x.example", "192.0.2.1")
-        throttle.succeeded("a@x.example")
+        throttle.succeeded(LoginAttempt("login-email:x", "login-ip:192.0.2.1", "member"))
         with pytest.raises(RateLimited):
-            throttle.check("a@x.example", "192.0.2.1")
+            throttle.attempt("a@x.example", "192.0.2.1")
     finally:
         limiter.close()
 
@@ -318,6 +324,11 @@ class _Flaky:
             raise LimiterUnavailable("down")
         return self.inner.peek(bucket, limit, window)
 
+    def release(self, bucket: str, token: str) -> None:
+        if self.down:
+            raise LimiterUnavailable("down")
+        self.inner.release(bucket, token)
+
     def reset(self, bucket: str) -> None:
         if self.down:
             raise LimiterUnavailable("down")
@@ -336,3 +347,63 @@ def test_fallback_returns_to_the_shared_store(caplog: pytest.LogCaptureFixture) 
         assert limiter.hit("k", 1, 60.0).allowed  # the shared store's own count
         assert not primary.peek("k", 1, 60.0).allowed
     assert len([r for r in caplog.records if r.name == "billing_api.access"]) == 2
+
+
+def test_failed_auth_limit_over_http_is_shared_by_two_workers(
+        settings: Settings, factory: sessionmaker[Session], redis_url: str,
+        raw: redis.Redis) -> None:
+    """Garbage keys from one address, spread over two workers: one count on Redis, 429
+    ``too_many_failures`` on both past it, the audit rows of both workers summed."""
+    limited = settings.model_copy(update={"failed_auth_per_minute": 6, "redis_url": redis_url})
+    p = make_partner(factory, limited)
+    one, two = test_app(limited), test_app(limited)
+    attacker = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"),
+                            timeout=10)
+    try:
+        with serve(one) as first, serve(two) as second, attacker:
+            statuses, codes = [], []
+            for i in range(20):
+                answer = attacker.get((first, second)[i % 2] + WHOAMI, headers={
+                    "X-Api-Key": f"garbage-{i}", "Accept": "application/json"})
+                statuses.append(answer.status_code)
+                codes.append(answer.json()["code"])
+            retry_after = int(answer.headers["Retry-After"])
+            counted = raw.zcard(f"{KEY_PREFIX}auth-fail:127.0.0.2")
+            valid = [get(base, p.secret).status_code for base in (first, second)]
+    finally:
+        close_redis(one)
+        close_redis(two)
+    assert statuses == [401] * 6 + [429] * 14
+    assert set(codes[:6]) == {"malformed_key"} and set(codes[6:]) == {"too_many_failures"}
+    assert 1 <= retry_after <= 60 and counted == 6
+    assert valid == [200, 200]  # another address
+    audit.flush_pending()
+    with factory() as session:
+        rows = session.execute(select(AuditEvent.reason, AuditEvent.count).where(
+            AuditEvent.event_type == "api_denied")).all()
+    sums: dict[str, int] = {}
+    for reason, count in rows:
+        sums[reason] = sums.get(reason, 0) + count
+    assert sums == {"malformed_key": 6, "too_many_failures": 14}
+    assert len(rows) <= 4  # one per reason and minute, whichever worker wrote first
+
+
+def test_parallel_login_guesses_on_two_workers_get_at_most_the_limit(
+        settings: Settings, factory: sessionmaker[Session], redis_url: str) -> None:
+    with transaction(factory) as session:
+        users.create_company(session, "Acme Cloud BV", "admin@acme.example", "correct horse 1")
+    shared = settings.model_copy(update={"redis_url": redis_url})
+    one, two = create_app(shared), create_app(shared)
+    try:
+        with serve(one) as first, serve(two) as second:
+            statuses = parallel_logins([first, second],
+                                       [("admin@acme.example", f"guess {i}") for i in range(20)])
+    finally:
+        close_redis(one)
+        close_redis(two)
+    assert sorted(statuses) == [400] * 5 + [429] * 15  # 5 a quarter-hour per e-mail
+    audit.flush_pending()
+    with factory() as session:
+        counted = session.execute(select(AuditEvent.reason, func.sum(AuditEvent.count)).where(
+            AuditEvent.event_type == "login_failed").group_by(AuditEvent.reason)).all()
+    assert dict((r, int(n)) for r, n in counted) == {"bad_credentials": 5, "throttled": 15}

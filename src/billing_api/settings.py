@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     timezone: str = "Europe/Amsterdam"
     rate_limit_per_minute: int = Field(default=120, ge=1)
+    # Failed API authentications per client address (IPv6: per /64) and minute; past it the
+    # address gets 429 without a key lookup (docs/access.md, "Rate limits").
+    failed_auth_per_minute: int = Field(default=30, ge=1)
     # Connections the app keeps open, all of them pooled for good: an overflow connection is
     # closed when returned, and re-opening one per request (4 PRAGMAs on SQLite, a login on
     # PostgreSQL) halved small-request throughput under load. Also bounds concurrent streams.

@@ -7,6 +7,7 @@
     └── NotAccountAdministrator     not_account_admin, no_api_permission (CLI and portal)
     Conflict
     └── RateLimited (429)           rate_limited, with ``retry_after`` seconds
+        └── TooManyFailures         too_many_failures (per client address, before any lookup)
 """
 
 from __future__ import annotations
@@ -72,3 +73,9 @@ class RateLimited(Conflict):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = max(1, retry_after)
+
+
+class TooManyFailures(RateLimited):
+    """Too many failed API authentications from one client address (access/ratelimit.py)."""
+
+    code = "too_many_failures"

@@ -122,10 +122,17 @@ class WhitelistEntry(Base):
 
 
 class AuditEvent(Base):
-    """Who changed API access, and every refused API call. Never holds a secret or token."""
+    """Who changed API access, and every refused API call. Never holds a secret or token.
+
+    Refusals (refused API calls, failed logins) are aggregated (``audit.RefusalLog``): one row
+    per event, company, key, client address, reason, detail and minute, ``count`` times."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_company_created", "company_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_audit_events_company_created", "company_id", "created_at"),
+        # The upsert target of aggregated rows; null (never equal) for every other event.
+        Index("uq_audit_events_aggregate_key", "aggregate_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     event_type: Mapped[str] = mapped_column(String(40))
@@ -138,4 +145,8 @@ class AuditEvent(Base):
     path: Mapped[str] = mapped_column(String(400), default="")
     reason: Mapped[str] = mapped_column(String(40), default="")
     detail: Mapped[str] = mapped_column(String(400), default="")
+    # First occurrence; for an aggregated row, of the first of its ``count`` refusals.
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    # sha256 hex of what an aggregated row stands for (``audit.RefusalLog``).
+    aggregate_key: Mapped[str | None] = mapped_column(String(64))

@@ -1,4 +1,5 @@
-"""Rate limits: per API key, and a login throttle for the portal (per e-mail and per IP).
+"""Rate limits: per API key, failed API authentications per client address, and a login
+throttle for the portal (per e-mail and per IP).
 
 Two backends behind one ``RateLimiter`` protocol: ``SlidingWindowLimiter`` counts in this
 process (the default; with N workers a key gets up to N times its limit) and
@@ -11,6 +12,7 @@ Redis answers again (``FallbackLimiter``); the login throttle refuses logins (fa
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import math
 import threading
@@ -20,12 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from billing_api.access.errors import RateLimited
+from billing_api.access.errors import RateLimited, TooManyFailures
+from billing_api.access.whitelist import IPAddress
 
 log = logging.getLogger("billing_api.access")
 
 # Retry-After of a login refused because the throttle's store is unreachable.
 UNAVAILABLE_RETRY_AFTER = 30
+# Bucket of the failed API authentications of one client (``client_bucket``).
+_FAILED_AUTH = "auth-fail:"
 
 
 class LimiterUnavailable(Exception):
@@ -36,6 +41,8 @@ class LimiterUnavailable(Exception):
 class Decision:
     allowed: bool
     retry_after: int  # whole seconds until a request would be allowed again (0 if allowed)
+    # Names the hit a counted ``hit`` added, for ``release`` ("" when nothing was counted).
+    token: str = ""
 
 
 class RateLimiter(Protocol):
@@ -49,6 +56,11 @@ class RateLimiter(Protocol):
 
     def peek(self, bucket: str, limit: int, window: float) -> Decision:
         """Like ``hit`` without counting."""
+        ...
+
+    def release(self, bucket: str, token: str) -> None:
+        """Un-count the one hit ``token`` names (a ``Decision.token`` of this limiter's);
+        an unknown or foreign token is ignored."""
         ...
 
     def reset(self, bucket: str) -> None:
@@ -74,6 +86,9 @@ class _ErrorReport:
         log.error("rate-limit store unreachable, %s: %s", self._what, exc)
 
 
+_LOCAL_HIT = "local:"  # prefix of this limiter's hit tokens
+
+
 class SlidingWindowLimiter:
     """A sliding log per bucket: exact, memory ≤ ``limit`` timestamps per active bucket.
 
@@ -97,7 +112,7 @@ class SlidingWindowLimiter:
             hits.append(now)
             if len(self._hits) > self._max_buckets:
                 self._prune(now, window)
-            return Decision(True, 0)
+            return Decision(True, 0, _LOCAL_HIT + now.hex())
 
     def peek(self, bucket: str, limit: int, window: float) -> Decision:
         """Like ``hit`` without counting."""
@@ -107,6 +122,19 @@ class SlidingWindowLimiter:
             if len(hits) >= limit:
                 return Decision(False, max(1, math.ceil(hits[0] + window - now)))
             return Decision(True, 0)
+
+    def release(self, bucket: str, token: str) -> None:
+        if not token.startswith(_LOCAL_HIT):
+            return
+        try:
+            when = float.fromhex(token.removeprefix(_LOCAL_HIT))
+        except ValueError:
+            return
+        with self._lock:
+            hits = self._hits.get(bucket)
+            # Two hits made at the same clock reading are interchangeable: drop either.
+            if hits is not None and when in hits:
+                hits.remove(when)
 
     def reset(self, bucket: str) -> None:
         with self._lock:
@@ -141,6 +169,14 @@ class FallbackLimiter:
         except LimiterUnavailable as exc:
             self._report(exc)
             return self.fallback.peek(bucket, limit, window)
+
+    def release(self, bucket: str, token: str) -> None:
+        # The hit may have been counted by either; each ignores the other's tokens.
+        self.fallback.release(bucket, token)
+        try:
+            self.primary.release(bucket, token)
+        except LimiterUnavailable as exc:
+            self._report(exc)
 
     def reset(self, bucket: str) -> None:
         self.fallback.reset(bucket)
@@ -179,14 +215,54 @@ def check_api_rate(limiter: RateLimiter, key_id: int, per_minute: int) -> None:
             f"{decision.retry_after} s", retry_after=decision.retry_after)
 
 
-class LoginThrottle:
-    """Failed portal logins: at most ``per_email`` per e-mail and ``per_ip`` per address in
-    ``window`` seconds. The portal calls ``check`` before verifying a password, ``failed``
-    after a wrong one and ``succeeded`` after a right one.
+def client_bucket(address: IPAddress | None) -> str:
+    """Who the failed-authentication limit counts: an IPv4 address, or an IPv6 address's /64
+    (the smallest network an IPv6 client is given: counting single addresses would let it
+    take a fresh one per request); "unknown" when the address cannot be known."""
+    if address is None:
+        return "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
-    Fails closed: while the limiter's store is unreachable ``check`` refuses every login (a
-    guessing script must not get unthrottled attempts out of a Redis outage); ``failed`` and
-    ``succeeded`` only log then."""
+
+def check_failed_auth(limiter: RateLimiter, address: IPAddress | None, per_minute: int) -> None:
+    """Raises ``TooManyFailures`` when ``address`` failed authentication ``per_minute`` times
+    in the last minute. Called before the key lookup, so a refused flood costs no query."""
+    decision = limiter.peek(_FAILED_AUTH + client_bucket(address), per_minute, 60.0)
+    if not decision.allowed:
+        raise TooManyFailures(
+            f"too many failed authentications from your address ({per_minute} a minute): "
+            f"retry in {decision.retry_after} s", retry_after=decision.retry_after)
+
+
+def count_failed_auth(limiter: RateLimiter, address: IPAddress | None, per_minute: int) -> None:
+    """Count one failed authentication from ``address`` (after the refusal is known)."""
+    limiter.hit(_FAILED_AUTH + client_bucket(address), per_minute, 60.0)
+
+
+@dataclass(frozen=True)
+class LoginAttempt:
+    """One login counted by ``LoginThrottle.attempt``: what ``succeeded`` gives back."""
+
+    email_bucket: str
+    ip_bucket: str
+    ip_token: str
+
+
+class LoginThrottle:
+    """Portal logins: at most ``per_email`` per e-mail and ``per_ip`` per address in ``window``
+    seconds, not counting successful ones. The portal calls ``attempt`` BEFORE verifying a
+    password, and ``succeeded`` after a right one.
+
+    ``attempt`` counts in both buckets first (each count is atomic, on Redis as in process),
+    so N parallel guesses get at most the limit of password checks: the rest are refused
+    before any is verified. ``succeeded`` resets the e-mail's count and gives the address's
+    hit back, so only failed (and in-flight) logins use up an address's allowance.
+
+    Fails closed: while the limiter's store is unreachable ``attempt`` refuses every login (a
+    guessing script must not get unthrottled attempts out of a Redis outage); ``succeeded``
+    only logs then."""
 
     def __init__(self, limiter: RateLimiter | None = None, *, per_email: int = 5,
                  per_ip: int = 20, window: float = 900.0,
@@ -195,34 +271,36 @@ class LoginThrottle:
         self.per_email, self.per_ip, self.window = per_email, per_ip, window
         self._report = _ErrorReport("logins are refused meanwhile", clock)
 
-    def check(self, email: str, ip: str) -> None:
-        """Raises ``RateLimited`` when either bucket is full, or the store is unreachable."""
-        for bucket, limit in ((_email_bucket(email), self.per_email),
-                              (f"login-ip:{ip}", self.per_ip)):
-            try:
-                decision = self._limiter.peek(bucket, limit, self.window)
-            except LimiterUnavailable as exc:
-                self._report(exc)
-                raise RateLimited(
-                    f"logging in is not possible right now: try again in "
-                    f"{UNAVAILABLE_RETRY_AFTER} s", retry_after=UNAVAILABLE_RETRY_AFTER) from None
-            if not decision.allowed:
-                raise RateLimited(
-                    f"too many failed logins: try again in {decision.retry_after} s",
-                    retry_after=decision.retry_after)
-
-    def failed(self, email: str, ip: str) -> None:
+    def attempt(self, email: str, ip: str) -> LoginAttempt:
+        """Count one login for ``email`` and ``ip``; raises ``RateLimited`` (counting nothing)
+        when either bucket is full or the store is unreachable."""
+        email_bucket, ip_bucket = _email_bucket(email), f"login-ip:{ip}"
         try:
-            self._limiter.hit(_email_bucket(email), self.per_email, self.window)
-            self._limiter.hit(f"login-ip:{ip}", self.per_ip, self.window)
+            by_email = self._limiter.hit(email_bucket, self.per_email, self.window)
+            if not by_email.allowed:
+                raise _too_many(by_email)
+            by_ip = self._limiter.hit(ip_bucket, self.per_ip, self.window)
+            if not by_ip.allowed:
+                self._limiter.release(email_bucket, by_email.token)
+                raise _too_many(by_ip)
+        except LimiterUnavailable as exc:
+            self._report(exc)
+            raise RateLimited(
+                f"logging in is not possible right now: try again in "
+                f"{UNAVAILABLE_RETRY_AFTER} s", retry_after=UNAVAILABLE_RETRY_AFTER) from None
+        return LoginAttempt(email_bucket, ip_bucket, by_ip.token)
+
+    def succeeded(self, attempt: LoginAttempt) -> None:
+        try:
+            self._limiter.reset(attempt.email_bucket)
+            self._limiter.release(attempt.ip_bucket, attempt.ip_token)
         except LimiterUnavailable as exc:
             self._report(exc)
 
-    def succeeded(self, email: str) -> None:
-        try:
-            self._limiter.reset(_email_bucket(email))
-        except LimiterUnavailable as exc:
-            self._report(exc)
+
+def _too_many(decision: Decision) -> RateLimited:
+    return RateLimited(f"too many failed logins: try again in {decision.retry_after} s",
+                       retry_after=decision.retry_after)
 
 
 def _email_bucket(email: str) -> str:

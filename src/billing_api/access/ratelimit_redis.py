@@ -4,7 +4,8 @@ The same exact sliding window as ``SlidingWindowLimiter`` (a log, not a counter
 approximation): one sorted set per bucket, key ``billing-api:rl:<bucket>``, holds the times of
 the hits counted in the last window. One Lua script drops the expired ones (ZREMRANGEBYSCORE),
 counts (ZCARD) and adds the new hit (ZADD, PEXPIRE) only when under the limit; Redis runs a
-script atomically, so two workers can never both take the last slot. Times come from the Redis
+script atomically, so two workers can never both take the last slot. A counted hit's member
+is its ``Decision.token``: ``release`` removes just that one (ZREM). Times come from the Redis
 server's clock (TIME), so the workers' clocks need not agree. Memory: at most ``limit`` members
 per active bucket, and a bucket's key expires one window after its last counted hit.
 
@@ -79,6 +80,10 @@ class RedisLimiter:
     def peek(self, bucket: str, limit: int, window: float) -> Decision:
         return self._run(bucket, limit, window, count=False)
 
+    def release(self, bucket: str, token: str) -> None:
+        if token:  # a member added by ``hit``; ZREM ignores one that is not there
+            self._call(self.client.zrem, self.prefix + bucket, token)
+
     def reset(self, bucket: str) -> None:
         self._call(self.client.delete, self.prefix + bucket)
 
@@ -87,11 +92,11 @@ class RedisLimiter:
 
     def _run(self, bucket: str, limit: int, window: float, *, count: bool) -> Decision:
         # A random member: two hits in the same microsecond must stay two members.
-        args = [limit, math.ceil(window * 1_000_000), "1" if count else "0",
-                secrets.token_hex(8) if count else ""]
+        member = secrets.token_hex(8) if count else ""
+        args = [limit, math.ceil(window * 1_000_000), "1" if count else "0", member]
         allowed, wait_us = self._call(self._script, keys=[self.prefix + bucket], args=args)
         if allowed:
-            return Decision(True, 0)
+            return Decision(True, 0, member)
         return Decision(False, max(1, math.ceil(int(wait_us) / 1_000_000)))
 
     def _call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

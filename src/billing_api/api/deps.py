@@ -5,10 +5,13 @@ Every API route is built on ``api_router()``, whose ``dependencies`` run
 walks the app's routes to prove it. A route that needs the caller declares ``caller:
 CallerDep``; FastAPI caches the dependency per request, so the checks run once.
 
-Checks, in the contract's order: a credential (``X-Api-Key`` header, else a link ``token``),
-its format, the key (unknown, revoked, expired: 401), the company's API switch and the
-whitelist (403), then the per-key rate limit (429). Every refusal writes one audit row in its
-own transaction, so the row survives the 4xx answer.
+First, before any lookup, the client address's failed authentications (429
+``too_many_failures`` past ``BILLING_API_FAILED_AUTH_PER_MINUTE``). Then, in the contract's
+order: a credential (``X-Api-Key`` header, else a link ``token``), its format, the key
+(unknown, revoked, expired: 401), the company's API switch and the whitelist (403), then the
+per-key rate limit (429). Every 401 and 403 counts as a failed authentication of the address.
+Every refusal is counted in the app's ``audit.RefusalLog`` (aggregated rows, a few writes a
+minute at most), outside the request's transaction.
 """
 
 from __future__ import annotations
@@ -37,10 +40,18 @@ from billing_api.access.errors import (
     MissingKey,
     RateLimited,
     RevokedKey,
+    TooManyFailures,
     UnknownKey,
 )
 from billing_api.access.models import ApiKey
-from billing_api.access.ratelimit import RateLimiter, api_limiter, check_api_rate
+from billing_api.access.ratelimit import (
+    RateLimiter,
+    api_limiter,
+    check_api_rate,
+    check_failed_auth,
+    client_bucket,
+    count_failed_auth,
+)
 from billing_api.access.redaction import install_log_redaction
 from billing_api.access.whitelist import IPAddress
 from billing_api.db import is_lock_timeout, transaction, utcnow
@@ -78,6 +89,8 @@ def install_access(app: FastAPI) -> None:
     """Per-app state the dependency needs, and log redaction (call from ``create_app``)."""
     # In this process, or on Redis when BILLING_API_REDIS_URL is set (docs/access.md).
     app.state.api_rate_limiter = api_limiter(app.state.settings.redis_url)
+    # Refused API calls and failed portal logins, aggregated (access/audit.py).
+    app.state.refusal_audit = audit.RefusalLog(app.state.session_factory)
     install_log_redaction()
 
 
@@ -89,15 +102,27 @@ def authenticate_request(request: Request) -> ApiCaller:
     peer = request.client.host if request.client else None
     address = client_address(peer, request.headers, settings.trusted_proxies)
     attempt = _Attempt(address=str(address) if address else "")
+    limiter: RateLimiter = request.app.state.api_rate_limiter
     try:
+        try:
+            check_failed_auth(limiter, address, settings.failed_auth_per_minute)
+        except TooManyFailures:
+            # Audited under what the limit counts: an IPv6 client's /64.
+            attempt.address = client_bucket(address) if address else ""
+            raise
         with transaction(factory) as session:
             grant = _check(session, settings, request, address, attempt)
             caller = ApiCaller(grant.company_id, grant.key_id, grant.environment,
                                grant.display_prefix, attempt.address)
             stale = grant.last_used_at
-        limiter: RateLimiter = request.app.state.api_rate_limiter
         check_api_rate(limiter, caller.key_id, settings.rate_limit_per_minute)
-    except (AuthenticationFailed, AccessForbidden, RateLimited) as exc:
+    except (AuthenticationFailed, AccessForbidden) as exc:
+        # Counted after the refusal is known (a peek, then a hit): parallel requests can
+        # overshoot by the ones in flight, but a valid key never holds a slot.
+        count_failed_auth(limiter, address, settings.failed_auth_per_minute)
+        _audit_refusal(request, attempt, exc)
+        raise
+    except RateLimited as exc:
         _audit_refusal(request, attempt, exc)
         raise
     now = utcnow()
@@ -183,19 +208,12 @@ def _check(session: Session, settings: Settings, request: Request, address: IPAd
 
 def _audit_refusal(request: Request, attempt: _Attempt, exc: Exception) -> None:
     code = getattr(exc, "code", "denied")
-    if isinstance(exc, RateLimited):
-        # One row per key and minute: a client hammering past its limit must not turn the
-        # audit table into a second copy of the access log.
-        limiter: RateLimiter = request.app.state.api_rate_limiter
-        if not limiter.hit(f"audit-429:{attempt.key_id}", 1, 60.0).allowed:
-            return
-    try:
-        audit.record_in_own_transaction(
-            request.app.state.session_factory, audit.EventType.API_DENIED,
-            company_id=attempt.company_id, key_id=attempt.key_id, key_prefix=attempt.key_prefix,
-            client_address=attempt.address, path=request.url.path, reason=code)
-    except Exception:  # the refusal stands even if the audit write fails
-        log.exception("could not write the audit row for a refused API call (%s)", code)
+    refusals: audit.RefusalLog = request.app.state.refusal_audit
+    # Counted, not written per request: one row per company, key, address, reason and minute
+    # (the RefusalLog keeps its counts when a write fails; the refusal stands either way).
+    refusals.note(audit.EventType.API_DENIED, company_id=attempt.company_id,
+                  key_id=attempt.key_id, key_prefix=attempt.key_prefix,
+                  client_address=attempt.address, path=request.url.path, reason=code)
 
 
 CallerDep = Annotated[ApiCaller, Depends(authenticate_request)]

@@ -91,8 +91,11 @@ ERRORS: dict[int, tuple[str, list[tuple[str, str, str | None]]]] = {
         ("version_gone", "API version v1 has reached End of Life and is no longer served: "
          f"use {CURRENT}, e.g. {EXAMPLE_PATH}", None),
     ]),
-    429: ("Too many requests for this key: wait `Retry-After` seconds.", [
+    429: ("Too many requests for this key, or too many failed authentications from this "
+          "address: wait `Retry-After` seconds.", [
         ("rate_limited", "too many requests for this API key: retry after 12 seconds", None),
+        ("too_many_failures", "too many failed authentications from your address (30 a "
+         "minute): retry in 41 s", None),
     ]),
     503: ("The database is unavailable: retry after `Retry-After` seconds.", [
         ("database_unavailable", "the database is unavailable: retry later", None),

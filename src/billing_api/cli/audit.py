@@ -19,7 +19,9 @@ def audit(
     since: Annotated[str | None, typer.Option(
         help="Only from this day on, YYYY-MM-DD (operator's timezone).")] = None,
 ) -> None:
-    """Print CREATED, EVENT, ACTOR, CLIENT, KEY_PREFIX, PATH, REASON, DETAIL (tab-separated)."""
+    """Print CREATED, EVENT, ACTOR, CLIENT, KEY_PREFIX, PATH, REASON, DETAIL, COUNT
+    (tab-separated). COUNT is how many refusals one row stands for: refused calls and failed
+    logins are aggregated per address, reason and minute (CREATED is the first of them)."""
     start = None
     if since is not None:
         try:
@@ -34,7 +36,7 @@ def audit(
     for r in rows:
         fields = (r.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"), r.event_type, r.actor_email or "-",
                   r.client_address or "-", r.key_prefix or "-", r.path or "-", r.reason or "-",
-                  r.detail or "-")
+                  r.detail or "-", str(r.count))
         sys.stdout.write("\t".join(fields) + "\n")
 
 

@@ -1,7 +1,8 @@
 """Login, logout, the profile and its "Your APIs" tab (where the API is switched on).
 
-Logins are throttled per e-mail and per address (``access.ratelimit.LoginThrottle``); every
-wrong attempt writes a ``login_failed`` audit row and gets the same message whether or not
+Logins are throttled per e-mail and per address (``access.ratelimit.LoginThrottle``, counted
+before the password is verified); every wrong attempt is counted in a ``login_failed`` audit
+row (aggregated per address, reason and minute) and gets the same message whether or not
 the e-mail exists (the password is verified against a dummy hash when it does not).
 """
 
@@ -17,13 +18,12 @@ from billing_api.access import audit, keys, permissions
 from billing_api.access.errors import RateLimited
 from billing_api.access.models import Company, User, WhitelistEntry
 from billing_api.access.passwords import verify_password
-from billing_api.access.ratelimit import LoginThrottle, SlidingWindowLimiter
+from billing_api.access.ratelimit import LoginThrottle
 from billing_api.db import transaction
 from billing_api.portal import session as cookies
 from billing_api.portal.web import (
     PortalRoute,
     ViewerDep,
-    db,
     find_viewer,
     redirect,
     render,
@@ -64,13 +64,10 @@ def log_in(request: Request, email: Annotated[str, Form()] = "",
     throttle: LoginThrottle = request.app.state.portal_login_throttle
     address = visitor_address(request) or "unknown"
     try:
-        throttle.check(wanted, address)
+        # Counted before the password is verified: parallel guesses cannot exceed the limit.
+        attempt = throttle.attempt(wanted, address)
     except RateLimited as exc:
-        limiter: SlidingWindowLimiter = request.app.state.portal_audit_limiter
-        # One row a minute per e-mail and address: a password-guessing script must not turn
-        # the audit table into a copy of its attempts.
-        if limiter.hit(f"throttled:{wanted}:{address}", 1, 60.0).allowed:
-            _audit_failure(request, wanted, address, "throttled")
+        _audit_failure(request, wanted, address, "throttled")
         response = _login_form(request, 429, exc.message, email=email.strip())
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
@@ -83,23 +80,25 @@ def log_in(request: Request, email: Annotated[str, Form()] = "",
     # Always one argon2 verify, so an unknown e-mail takes as long as a known one.
     correct = verify_password(row.password_hash if row else None, password)
     if row is None or not correct or not row.is_active or row.kind != "partner":
-        throttle.failed(wanted, address)
         _audit_failure(request, wanted, address, "bad_credentials")
         return _login_form(request, 400, WRONG_LOGIN, email=email.strip())
-    throttle.succeeded(wanted)
+    throttle.succeeded(attempt)
     request.state.portal_session = cookies.log_in(settings, row.id, row.password_hash)
     return redirect(request, PROFILE)
 
 
 def _audit_failure(request: Request, email: str, address: str, reason: str) -> None:
-    session = db(request)
-    user = session.scalar(select(User).where(User.email == email))
+    # A read of its own: the request's transaction would be a writer (a POST), and failed
+    # logins are counted in the app's RefusalLog, aggregated per address, reason and minute.
+    with transaction(request.app.state.session_factory) as session:
+        user = session.scalar(select(User).where(User.email == email))
+        company_id, known = (user.company_id, user.email) if user else (None, None)
+    refusals: audit.RefusalLog = request.app.state.refusal_audit
     # The typed value is kept only when it names an account: a password typed into the
     # e-mail field must not end up in the audit table.
-    audit.record(session, audit.EventType.LOGIN_FAILED,
-                 company_id=user.company_id if user else None,
-                 client_address=address, path=request.url.path, reason=reason,
-                 detail=user.email if user else "unknown e-mail")
+    refusals.note(audit.EventType.LOGIN_FAILED, company_id=company_id,
+                  client_address=address, path=request.url.path, reason=reason,
+                  detail=known or "unknown e-mail")
 
 
 @router.post("/portal/logout")
