@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
@@ -26,6 +30,13 @@ class BillingApp(FastAPI):
         return RequestContextMiddleware(super().build_middleware_stack())
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    # Counted refusals not yet written (access/audit.py) must not die with the worker.
+    await anyio.to_thread.run_sync(app.state.refusal_audit.close)
+
+
 def create_app(settings: Settings) -> FastAPI:
     settings.check_production_ready()
     engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
@@ -35,6 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None,  # the default page loads assets from a CDN
         redoc_url=None,
         openapi_url="/api/openapi.json",
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     app.state.engine = engine

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError
 
 from billing_api import migrate
@@ -40,7 +41,8 @@ def check() -> None:
     Read-only. Prints TABLE<TAB>ROWS, then CHECK<TAB>ok|problem; exit status 1 on a problem.
     Point BILLING_API_DATABASE_URL at the copy to check it.
     """
-    url = engine().url
+    # Looked at before an engine exists: making one creates a missing SQLite file.
+    url = make_url(settings().database_url)
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
         fail(f"no SQLite database at {url.database!r}")
     try:
