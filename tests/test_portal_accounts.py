@@ -35,9 +35,9 @@ from tests.test_portal_session import (
     make_world,
 )
 
-NEW_PASSWORD = "a much better passphrase"  # noqa: S105
+NEW_PASSWORD = "a much better passphrase"
 PROFILE = "/portal/profile"
-PASSWORD_PAGE = "/portal/profile/password"  # noqa: S105
+PASSWORD_PAGE = "/portal/profile/password"
 SESSIONS = "/portal/profile/sessions"
 
 

@@ -31,7 +31,7 @@ from tests.http_server import serve
 TODAY = dt.date(2026, 4, 1)  # demo invoices dated 2026-03-23 and 2026-04-23
 START, END = "2026-03-01", "2026-04-30"
 API_QUERY = "startDate=20260301&endDate=20260430"
-NEW_PASSWORD = "a password of Nora's own choosing"  # noqa: S105
+NEW_PASSWORD = "a password of Nora's own choosing"
 
 
 @pytest.fixture(scope="module")

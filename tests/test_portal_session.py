@@ -218,7 +218,8 @@ def test_cookie_is_refused_when_tampered_with(settings: Settings) -> None:
     assert cookies.decode(other, value) is None
     # The CSRF token is bound to the session id and the secret.
     assert cookies.csrf_token(settings, session.sid) != cookies.csrf_token(other, session.sid)
-    assert cookies.csrf_token(settings, session.sid) != cookies.csrf_token(settings, "x" + session.sid)
+    assert cookies.csrf_token(settings, session.sid) != cookies.csrf_token(
+        settings, "x" + session.sid)
 
 
 def test_deactivation_or_a_new_password_ends_existing_sessions(
