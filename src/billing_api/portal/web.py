@@ -205,7 +205,8 @@ def _environment(settings: Settings) -> jinja2.Environment:
                              autoescape=jinja2.select_autoescape(["html"]),
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
-    # A fresh one-time nonce per rendered form that reveals a secret (see session.take_nonce).
+    # A fresh one-time nonce per rendered form that reveals a secret (see
+    # access.sessions.claim_nonce).
     env.globals["new_nonce"] = lambda: secrets.token_urlsafe(16)
     zone = settings.timezone
     env.filters["when"] = lambda v: _local(v, zone, "%Y-%m-%d %H:%M")
@@ -287,6 +288,8 @@ def resolve_login(request: Request) -> None:
     """Attach the server-side session the cookie names (if it is live) to the request's
     session; forget an expired one (its row is deleted, best effort)."""
     browser = portal_session(request)
+    if browser.dirty:
+        return  # no cookie came with the request: a brand-new anonymous session
     settings = settings_of(request)
     factory: sessionmaker[Session] = request.app.state.session_factory
     with transaction(factory) as database:
