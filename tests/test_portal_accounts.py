@@ -414,3 +414,21 @@ def test_a_non_administrator_cannot_disable_the_api(
         ("/portal/profile/apis/disable", "not_account_admin"),
         ("/portal/profile/apis/disable", "not_account_admin"),
         ("/portal/profile/apis/disable", "csrf_failed")]
+
+
+def test_the_demos_printed_login_is_one_time_and_a_new_one_ends_its_sessions(
+        run: Any, settings: Settings, factory: sessionmaker[Session]) -> None:  # noqa: F811
+    out, _ = run("demo", "--customers", "1", "--months", "1", "--if-empty")
+    first = re.search(r"with password (\S+)", out)
+    assert first and "one-time" in out
+    with serve(create_app(settings)) as base, FormClient(base) as browser:
+        browser.first_log_in("admin@northwind.example", first.group(1), NEW_PASSWORD)
+        assert browser.get(PROFILE).status_code == 200
+        out, _ = run("demo", "--if-empty")  # data exists: only a new printed password
+        second = re.search(r"with password (\S+)", out)
+        assert second and second.group(1) != first.group(1)
+        assert is_logged_out(browser.get(PROFILE))
+        with FormClient(base) as again:
+            assert again.log_in("admin@northwind.example", NEW_PASSWORD).status_code == 400
+            assert again.log_in("admin@northwind.example", second.group(1)).headers[
+                "location"] == PASSWORD_PAGE
