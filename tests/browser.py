@@ -96,12 +96,25 @@ class Visit:
                 if urlsplit(url).scheme not in ("data", "blob", "about")
                 and urlsplit(url).hostname != LOOPBACK]
 
-    def log_in(self, email: str, password: str) -> None:
+    def log_in(self, email: str, password: str, *, lands_on: str = "/portal/profile") -> None:
         self.page.goto("/")
         self.page.get_by_label("E-mail").fill(email)
-        self.page.get_by_label("Password").fill(password)
+        self.page.get_by_label("Password", exact=True).fill(password)
         self.page.get_by_role("button", name="Log in").click()
+        self.page.wait_for_url(re.compile(re.escape(lands_on) + "$"))
+
+    def change_password(self, current: str, new: str) -> None:
+        """Fill the change-password form (where the first login lands) and submit it."""
+        self.page.get_by_label("Current password").fill(current)
+        self.page.get_by_label("New password", exact=True).fill(new)
+        self.page.get_by_label("New password again").fill(new)
+        self.page.get_by_role("button", name="Change password").click()
         self.page.wait_for_url(re.compile(r"/portal/profile$"))
+
+    def first_log_in(self, email: str, one_time_password: str, new_password: str) -> None:
+        """Log in with a one-time password: the portal insists on a new one first."""
+        self.log_in(email, one_time_password, lands_on="/portal/profile/password")
+        self.change_password(one_time_password, new_password)
 
     def csrf_token(self) -> str:
         token = self.page.locator("input[name=csrf_token]").first.get_attribute("value")
@@ -158,3 +171,15 @@ class FormClient:
     def log_in(self, email: str, password: str) -> httpx.Response:
         self.get("/")
         return self.post("/portal/login", {"email": email, "password": password})
+
+    def change_password(self, current: str, new: str) -> httpx.Response:
+        self.get("/portal/profile/password")
+        return self.post("/portal/profile/password", {
+            "current_password": current, "new_password": new, "new_password_again": new})
+
+    def first_log_in(self, email: str, one_time_password: str,
+                     new_password: str) -> httpx.Response:
+        """Log in with a one-time password and replace it, as the portal insists."""
+        answer = self.log_in(email, one_time_password)
+        assert answer.headers.get("location") == "/portal/profile/password", answer.text
+        return self.change_password(one_time_password, new_password)

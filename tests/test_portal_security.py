@@ -20,8 +20,15 @@ import pytest
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from billing_api.access import keys, permissions, users, whitelist
-from billing_api.access.models import ApiKey, AuditEvent, Company, User, WhitelistEntry
+from billing_api.access import keys, permissions, sessions, users, whitelist
+from billing_api.access.models import (
+    ApiKey,
+    AuditEvent,
+    Company,
+    User,
+    UserSession,
+    WhitelistEntry,
+)
 from billing_api.access.ratelimit import LoginThrottle
 from billing_api.app import create_app
 from billing_api.db import transaction
@@ -36,10 +43,15 @@ PASSWORD = "correct horse battery staple"
 LOGIN_ROUTES = {"/portal/login", "/portal/logout"}
 # What only the Account Administrator may do: the walk below must find exactly these refused
 # to a user who is not one, and nothing else refused for that reason.
-ADMIN_ONLY = {("POST", "/portal/profile/apis/enable"), ("GET", "/portal/users"),
+ADMIN_ONLY = {("POST", "/portal/profile/apis/enable"), ("GET", "/portal/profile/apis/disable"),
+              ("POST", "/portal/profile/apis/disable"), ("GET", "/portal/users"),
               ("POST", "/portal/users"), ("POST", "/portal/users/{user_id}/api-permission"),
               ("GET", "/portal/users/{user_id}/deactivate"),
               ("POST", "/portal/users/{user_id}/deactivate")}
+# One's own password and sessions: any user may, so the walk below leaves these posts to
+# tests/test_portal_accounts.py (ending one's sessions would end the walk).
+SELF_SERVICE_POSTS = {"/portal/profile/password", "/portal/profile/sessions/{session_id}/end",
+                      "/portal/profile/sessions/end-all"}
 STATE_TABLES: tuple[Table, ...] = (Company.__table__, User.__table__,  # type: ignore[assignment]
                                    ApiKey.__table__, WhitelistEntry.__table__)
 
@@ -55,6 +67,7 @@ class Partner:
     admin_id: int
     key_id: int
     entry_id: int
+    session_id: int  # a portal session of the administrator's
 
 
 @dataclass
@@ -76,8 +89,10 @@ def make_partner(factory: sessionmaker[Session], settings: Settings, name: str) 
         entry = whitelist.add_entry(session, company, "192.0.2.7", actor=admin)
         key, _ = keys.create_key(session, settings, company, environment=Environment.PRODUCTION,
                                  name="erp", actor=admin)
+        _, login = sessions.start(session, settings, admin, client_address="192.0.2.9",
+                                  user_agent="elsewhere")
         return Partner(company.id, admin.email, clerk.email, reader.email, clerk.id, reader.id,
-                       admin.id, key.id, entry.id)
+                       admin.id, key.id, entry.id, login.id)
 
 
 @pytest.fixture
@@ -116,7 +131,8 @@ def portal_routes() -> list[tuple[str, str]]:
 
 def fill(template: str, partner: Partner) -> str:
     """The path with ``partner``'s own ids in it (a test fails on an id it does not know)."""
-    ids = {"key_id": partner.key_id, "user_id": partner.clerk_id, "entry_id": partner.entry_id}
+    ids = {"key_id": partner.key_id, "user_id": partner.clerk_id, "entry_id": partner.entry_id,
+           "session_id": partner.session_id}
     names = set(re.findall(r"{(\w+)}", template))
     assert names <= set(ids), f"no test id for {names - set(ids)} in {template}"
     return template.format(**ids)
@@ -181,7 +197,7 @@ def test_a_non_administrator_is_refused_every_administrator_url_and_audited(
     outcome: dict[tuple[str, str], int] = {}
     with logged_in(world.base, world.a.reader) as reader:
         for method, template in portal_routes():
-            if template in LOGIN_ROUTES:
+            if template in LOGIN_ROUTES or (method == "POST" and template in SELF_SERVICE_POSTS):
                 continue
             path = fill(template, world.a)
             if method == "GET":
@@ -244,6 +260,7 @@ def test_another_partners_keys_users_and_whitelist_entries_are_out_of_reach(
         ("GET", f"/portal/users/{a.admin_id}/deactivate", {}),
         ("POST", f"/portal/users/{a.admin_id}/deactivate", {}),
         ("POST", f"/portal/users/{a.clerk_id}/deactivate", {}),
+        ("POST", f"/portal/profile/sessions/{a.session_id}/end", {}),
     ]
     # Every route with an id in its path is among the attempts.
     with_ids = {(m, t) for m, t in portal_routes() if "{" in t}
@@ -269,7 +286,9 @@ def test_another_partners_keys_users_and_whitelist_entries_are_out_of_reach(
     assert len(rows) == 2 * len(attempts)
     assert {company for company, _, _ in rows} == {b.company_id}
     assert {reason for _, _, reason in rows} == {"key_not_found", "whitelist_entry_not_found",
-                                                 "user_not_found"}
+                                                 "user_not_found", "session_not_found"}
+    with factory() as session:  # Acme's administrator is still logged in elsewhere
+        assert session.get(UserSession, a.session_id) is not None
     with factory() as session:
         acme_rows = session.scalars(select(AuditEvent.event_type).where(
             AuditEvent.company_id == a.company_id, AuditEvent.event_type.in_(

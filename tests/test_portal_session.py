@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -11,8 +10,8 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from billing_api.access import audit, permissions, users
-from billing_api.access.models import AuditEvent, Company, User
+from billing_api.access import audit, permissions, sessions, users
+from billing_api.access.models import AuditEvent, Company, User, UserSession
 from billing_api.access.passwords import hash_password
 from billing_api.access.ratelimit import LoginThrottle
 from billing_api.app import create_app
@@ -88,8 +87,8 @@ def test_cookie_is_secure_when_a_trusted_proxy_says_https(
     assert ("Secure" in forwarded.headers["set-cookie"]) is bool(trusted)
 
 
-def test_login_starts_a_new_session_with_a_new_csrf_token(world: World,
-                                                          settings: Settings) -> None:
+def test_login_starts_a_new_session_with_a_new_csrf_token(
+        world: World, settings: Settings, factory: sessionmaker[Session]) -> None:
     with FormClient(world.base) as client:
         client.get("/")
         before = client.http.cookies[cookies.COOKIE_NAME]
@@ -101,8 +100,12 @@ def test_login_starts_a_new_session_with_a_new_csrf_token(world: World,
         assert client.get("/").headers["location"] == "/portal/profile"
     old, new = cookies.decode(settings, before), cookies.decode(settings, after)
     assert old is not None and new is not None
-    assert old.user_id is None and new.user_id is not None
-    assert (old.sid, old.csrf) != (new.sid, new.csrf) and old.sid != new.sid
+    assert old.sid != new.sid and old.csrf != new.csrf
+    # Only the new id names a session on the server, and only by its digest.
+    with factory() as session:
+        digests = list(session.scalars(select(UserSession.token_digest)))
+    assert digests == [sessions.token_digest(settings, new.sid)]
+    assert new.sid not in digests[0]
     with FormClient(world.base) as planted:  # the pre-login cookie logs nobody in
         planted.http.cookies.set(cookies.COOKIE_NAME, before)
         assert planted.get("/portal/profile").headers["location"] == "/"
@@ -208,19 +211,22 @@ def test_logout_ends_the_session(world: World) -> None:
         assert client.get("/portal/profile").headers["location"] == "/"
 
 
-def test_cookie_is_refused_when_tampered_with_or_expired(settings: Settings) -> None:
-    session = cookies.log_in(settings, 7, hash_password("x"))
+def test_cookie_is_refused_when_tampered_with(settings: Settings) -> None:
+    session = cookies.PortalSession.fresh(settings)
     value = cookies.encode(settings, session)
-    assert cookies.decode(settings, value) is not None
+    decoded = cookies.decode(settings, value)
+    assert decoded is not None and decoded.csrf == session.csrf
     body, signature = value.split(".")
-    forged = cookies.encode(settings, cookies.log_in(settings, 8, "h")).split(".")[0]
+    forged = cookies.encode(settings, cookies.PortalSession.fresh(settings)).split(".")[0]
     assert cookies.decode(settings, f"{forged}.{signature}") is None
     assert cookies.decode(settings, body) is None
     other = Settings(database_url=settings.database_url,
                      secret_key=SecretStr("another-secret-0123456789abcdefghij"))
     assert cookies.decode(other, value) is None
-    later = time.time() + cookies.LIFETIME_SECONDS + 1
-    assert cookies.decode(settings, value, now=later) is None
+    # The CSRF token is bound to the session id and the secret.
+    assert cookies.csrf_token(settings, session.sid) != cookies.csrf_token(other, session.sid)
+    assert cookies.csrf_token(settings, session.sid) != cookies.csrf_token(
+        settings, "x" + session.sid)
 
 
 def test_deactivation_or_a_new_password_ends_existing_sessions(

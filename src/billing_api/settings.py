@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     # Who may read /metrics (comma-separated CIDRs, judged like the whitelist); "" = nobody.
     metrics_allow: str = "127.0.0.1/32,::1/128"
+    # A portal session ends after this long without a request, and this long after login
+    # whatever happens (both enforced on the server: the cookie only names the session).
+    portal_session_idle_seconds: int = Field(default=30 * 60, ge=1)
+    portal_session_max_seconds: int = Field(default=8 * 3600, ge=1)
 
     # Where the secret came from, for the startup log (never the value).
     _secret_source: str = PrivateAttr(default="")

@@ -79,6 +79,10 @@ class User(Base):
     is_account_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     can_use_api: Mapped[bool] = mapped_column(Boolean, default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Set when someone else chose the password (a one-time password the CLI or the portal
+    # printed): every portal page leads to the change-password form until it is changed.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                       server_default=text("false"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     company: Mapped[Company] = relationship(back_populates="users")
@@ -150,3 +154,24 @@ class AuditEvent(Base):
     count: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     # sha256 hex of what an aggregated row stands for (``audit.RefusalLog``).
     aggregate_key: Mapped[str | None] = mapped_column(String(64))
+
+
+class UserSession(Base):
+    """A logged-in portal session. The browser's cookie holds a random id; only an HMAC digest
+    of it is stored, so a copy of this table logs nobody in (see ``access.sessions``)."""
+
+    __tablename__ = "portal_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Hex HMAC-SHA256 of the cookie's session id: the lookup column.
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    # A digest of the password hash at login: a password changed by any path ends the session.
+    password_binding: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    client_address: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
+    # One-time form nonces already accepted (space-separated, newest last): a reloaded form
+    # that revealed a secret cannot reveal or create again.
+    used_nonces: Mapped[str] = mapped_column(Text, default="")

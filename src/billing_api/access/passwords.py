@@ -8,6 +8,11 @@ from functools import cache
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from billing_api.errors import InvalidInput
+
+MIN_LENGTH = 12
+MAX_LENGTH = 256  # enough for any passphrase; a megabyte "password" is not one
+
 _hasher = PasswordHasher()
 
 
@@ -35,3 +40,18 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 def generate_password() -> str:
     """A one-time password for a new user: 16 URL-safe characters (~96 bits)."""
     return secrets.token_urlsafe(12)
+
+
+def check_new_password(password: str, email: str) -> None:
+    """Refuse a password a person should not choose. Raises ``InvalidInput`` (field
+    ``new_password``): shorter than 12 characters, longer than 256, or holding the e-mail
+    address or its name part (what a guesser tries first)."""
+    if len(password) < MIN_LENGTH:
+        raise InvalidInput(f"Use at least {MIN_LENGTH} characters.", field="new_password")
+    if len(password) > MAX_LENGTH:
+        raise InvalidInput(f"Use at most {MAX_LENGTH} characters.", field="new_password")
+    lowered = password.casefold()
+    local = email.casefold().partition("@")[0]
+    if email.casefold() in lowered or (len(local) >= 3 and local in lowered):
+        raise InvalidInput("Do not use your e-mail address (or its name part) in your "
+                           "password.", field="new_password")

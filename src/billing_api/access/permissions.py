@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from billing_api.access import audit
+from billing_api.access import audit, sessions
 from billing_api.access.errors import NoApiPermission, NotAccountAdministrator
 from billing_api.access.models import ApiKey, Company, User
 from billing_api.db import utcnow
@@ -101,8 +101,9 @@ def set_api_permission(session: Session, company: Company, actor: User | None, u
 
 def deactivate_user(session: Session, company: Company, user: User,
                     actor: User | None = None) -> list[ApiKey]:
-    """Deactivate ``user`` and revoke the keys they created (a departing person's keys should
-    not outlive their account). Returns the revoked keys. Raises ``Conflict`` for the last
+    """Deactivate ``user``, end every portal session of theirs and revoke the keys they
+    created (a departing person's keys should not outlive their account). Returns the revoked
+    keys. Raises ``Conflict`` for the last
     active Account Administrator: a company without one could never manage its API again."""
     if user.company_id != company.id:
         raise InvalidInput(f"{user.email} is not a user of {company.name}", field="email")
@@ -116,6 +117,7 @@ def deactivate_user(session: Session, company: Company, user: User,
                            code="last_account_admin")
     user.is_active = False
     user.can_use_api = False
+    sessions.end_all(session, user.id)
     keys = list(session.scalars(select(ApiKey).where(
         ApiKey.created_by_user_id == user.id, ApiKey.revoked_at.is_(None))))
     now = utcnow()

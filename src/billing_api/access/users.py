@@ -5,8 +5,9 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from billing_api.access import sessions
 from billing_api.access.models import Company, User
-from billing_api.access.passwords import hash_password
+from billing_api.access.passwords import check_new_password, hash_password, verify_password
 from billing_api.errors import Conflict, InvalidInput, NotFound
 
 
@@ -19,9 +20,11 @@ def normalise_email(email: str) -> str:
 
 
 def add_user(session: Session, company: Company, email: str, password: str,
-             *, full_name: str = "") -> User:
+             *, full_name: str = "", must_change_password: bool = False) -> User:
     """Add a user; the company's first user becomes its Account Administrator (with API
-    permission). Raises ``Conflict`` when the e-mail is taken, ``InvalidInput`` for a bad one."""
+    permission). ``must_change_password`` for a one-time password someone else saw: the portal
+    then asks for a new one at first login. Raises ``Conflict`` when the e-mail is taken,
+    ``InvalidInput`` for a bad one."""
     address = normalise_email(email)
     if session.scalar(select(User.id).where(User.email == address)) is not None:
         raise Conflict(f"a user with e-mail {address} exists already", code="user_exists")
@@ -30,14 +33,14 @@ def add_user(session: Session, company: Company, email: str, password: str,
     )
     user = User(company_id=company.id, email=address, full_name=full_name,
                 password_hash=hash_password(password), is_account_admin=is_first,
-                can_use_api=is_first)
+                can_use_api=is_first, must_change_password=must_change_password)
     session.add(user)
     session.flush()
     return user
 
 
-def create_company(session: Session, name: str, admin_email: str, password: str) -> tuple[
-        Company, User]:
+def create_company(session: Session, name: str, admin_email: str, password: str, *,
+                   must_change_password: bool = False) -> tuple[Company, User]:
     """A partner company with its Account Administrator (the first user). Raises ``Conflict``
     when the name or e-mail is taken, ``InvalidInput`` for an empty name or bad e-mail."""
     name = name.strip()
@@ -48,7 +51,8 @@ def create_company(session: Session, name: str, admin_email: str, password: str)
     company = Company(kind="partner", name=name, invoice_prefix=_invoice_prefix(session))
     session.add(company)
     session.flush()
-    admin = add_user(session, company, admin_email, password)
+    admin = add_user(session, company, admin_email, password,
+                     must_change_password=must_change_password)
     return company, admin
 
 
@@ -81,3 +85,30 @@ def find_user(session: Session, company: Company, email: str) -> User:
     if user is None or user.company_id != company.id:
         raise NotFound(f"{company.name} has no user {email}", code="user_not_found")
     return user
+
+
+def change_password(session: Session, user: User, current: str, new: str) -> None:
+    """The user's own change: ``current`` must verify, ``new`` must pass
+    ``passwords.check_new_password`` and differ from it. Ends every portal session of the user
+    (the caller starts a fresh one for the browser that made the change). Raises
+    ``InvalidInput`` naming the field (``current_password`` or ``new_password``)."""
+    if not verify_password(user.password_hash, current):
+        raise InvalidInput("That is not your current password.", field="current_password")
+    check_new_password(new, user.email)
+    if new == current:
+        raise InvalidInput("Choose a password different from the current one.",
+                           field="new_password")
+    _set_password(session, user, new, must_change=False)
+
+
+def reset_password(session: Session, user: User, password: str, *, must_change: bool) -> None:
+    """The operator sets a password (``billing-api users reset-password``); every portal session
+    of the user ends. ``must_change`` when the password was printed for someone to pass on."""
+    _set_password(session, user, password, must_change=must_change)
+
+
+def _set_password(session: Session, user: User, password: str, *, must_change: bool) -> None:
+    user.password_hash = hash_password(password)
+    user.must_change_password = must_change
+    session.flush()
+    sessions.end_all(session, user.id)

@@ -29,11 +29,13 @@ def create(
 ) -> None:
     """Create a partner company and its Account Administrator.
 
-    Prints a one-time password on stdout unless --password-stdin is given.
+    Prints a one-time password on stdout unless --password-stdin is given; the portal asks
+    for a new password at its first login.
     """
     password, generated = one_time_password(password_stdin)
     with unit_of_work(writer=True) as session:
-        company, admin = users.create_company(session, name, admin_email, password)
+        company, admin = users.create_company(session, name, admin_email, password,
+                                              must_change_password=generated)
         company_id, email = company.id, admin.email
     err.print(f"created company {company_id} {name!r} with Account Administrator {email}")
     if generated:

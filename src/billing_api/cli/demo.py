@@ -10,8 +10,9 @@ import typer
 from sqlalchemy import func, select
 
 from billing_api import migrate
+from billing_api.access import users
 from billing_api.access.models import Company, User
-from billing_api.access.passwords import generate_password, hash_password
+from billing_api.access.passwords import generate_password
 from billing_api.cli.context import (
     emit,
     engine,
@@ -85,7 +86,8 @@ def _reset_demo_login() -> None:
         if user is None:
             err.print("the database has data but no demo administrator: nothing changed")
             return
-        user.password_hash = hash_password(password)
+        # Printed: a one-time password, and the sessions of the old one end.
+        users.reset_password(session, user, password, must_change=True)
         partner_id = user.company_id
     err.print("demo data exists already: a new password was set for the demo administrator")
     _print_login(partner_id, ADMIN_EMAIL, password)
@@ -94,4 +96,5 @@ def _reset_demo_login() -> None:
 def _print_login(partner_id: int, email: str, password: str) -> None:
     emit(f"partner id: {partner_id}")
     # The port is serve's to choose: it prints the portal's address when it starts.
-    emit(f"portal login: log in as {email} with password {password}")
+    emit(f"portal login: log in as {email} with password {password} "
+         "(one-time: the portal asks for your own at the first login)")

@@ -28,11 +28,13 @@ def add(
     password_stdin: Annotated[bool, typer.Option(
         "--password-stdin", help="Read the password from standard input.")] = False,
 ) -> None:
-    """Add a user; prints a one-time password on stdout unless --password-stdin is given."""
+    """Add a user; prints a one-time password on stdout unless --password-stdin is given
+    (a printed one must be changed at the first portal login)."""
     password, generated = one_time_password(password_stdin)
     with unit_of_work(writer=True) as session:
         target = users.find_company(session, company)
-        user = users.add_user(session, target, email, password)
+        user = users.add_user(session, target, email, password,
+                              must_change_password=generated)
         summary = f"added {user.email} to {target.name}" + (
             " as its Account Administrator" if user.is_account_admin else "")
     err.print(summary)
@@ -68,12 +70,34 @@ def revoke_api(company: CompanyOpt, email: EmailOpt, as_: AsOpt,
     _set_permission(company, email, as_, password_stdin, False)
 
 
+@app.command("reset-password")
+def reset_password(
+    company: CompanyOpt,
+    email: EmailOpt,
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Read the password from standard input.")] = False,
+) -> None:
+    """Set a new password and sign the user out everywhere; prints a one-time password on
+    stdout (to be changed at the next portal login) unless --password-stdin is given."""
+    password, generated = one_time_password(password_stdin)
+    with unit_of_work(writer=True) as session:
+        target = users.find_company(session, company)
+        users.reset_password(session, users.find_user(session, target, email), password,
+                             must_change=generated)
+    err.print(f"new password set for {email}; every portal session of theirs is ended")
+    if generated:
+        err.print("one-time password (shown once):")
+        sys.stdout.write(password + "\n")
+
+
 @app.command("deactivate")
 def deactivate(company: CompanyOpt, email: EmailOpt) -> None:
-    """Deactivate a user and revoke the keys they created (never the last administrator)."""
+    """Deactivate a user, end their portal sessions and revoke the keys they created (never
+    the last administrator)."""
     with unit_of_work(writer=True) as session:
         target = users.find_company(session, company)
         revoked = permissions.deactivate_user(session, target, users.find_user(session, target,
                                                                                 email))
         count = len(revoked)
-    err.print(f"deactivated {email}; revoked {count} key(s) they created")
+    err.print(f"deactivated {email} and ended their portal sessions; revoked {count} key(s) "
+              "they created")

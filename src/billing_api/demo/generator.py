@@ -126,7 +126,9 @@ def build_demo(
             )
         _distributor(session)
         partner = _partner(session)
-        add_user(session, partner, ADMIN_EMAIL, password, full_name="Nora Northwind")
+        # Printed for whoever runs the demo: to be changed at the first portal login.
+        add_user(session, partner, ADMIN_EMAIL, password, full_name="Nora Northwind",
+                 must_change_password=True)
         plans = build_catalog(session)
         zones = {z.code: z.id for z in session.scalars(select(TaxZone))}
         for env, env_seed, label in (

@@ -12,18 +12,20 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from billing_api.access.ratelimit import login_throttle
-from billing_api.portal import access_pages, admin_pages, explorer, pages
+from billing_api.access.ratelimit import SlidingWindowLimiter, login_throttle
+from billing_api.portal import access_pages, account_pages, admin_pages, explorer, pages
 from billing_api.portal.web import install_templates
 
 STATIC = Path(__file__).parent / "static"
-ROUTERS = (pages.router, access_pages.router, explorer.router, admin_pages.router)
+ROUTERS = (pages.router, account_pages.router, access_pages.router, explorer.router,
+           admin_pages.router)
 
 
 def install_portal(app: FastAPI) -> None:
     """Mount the portal on ``app`` (after ``app.state.settings`` is set)."""
     install_templates(app, app.state.settings)
     app.state.portal_login_throttle = login_throttle(app.state.settings.redis_url)
+    app.state.portal_password_limiter = SlidingWindowLimiter()
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -24,8 +24,9 @@ from billing_api.portal.web import (
     BillingViewerDep,
     PortalRoute,
     Viewer,
-    portal_session,
+    claim_nonce,
     redirect,
+    release_nonce,
     render,
     settings_of,
     visitor_address,
@@ -70,8 +71,7 @@ def create_key(request: Request, viewer: BillingViewerDep,
                expires: Annotated[str, Form()] = "",
                form_nonce: Annotated[str, Form(alias=NONCE_FIELD)] = "") -> Response:
     values = {"name": name, "environment": environment, "expires": expires}
-    session = portal_session(request)
-    if not session.take_nonce(form_nonce):
+    if not claim_nonce(request, form_nonce):
         return render(request, "key_gone.html", 409, title="Secret no longer shown")
     try:
         if environment not in {e.value for e in Environment}:
@@ -81,7 +81,7 @@ def create_key(request: Request, viewer: BillingViewerDep,
             name=name, expires_on=_parse_expiry(expires), actor=viewer.user)
     except InvalidInput as exc:
         # Nothing was created: the corrected form may be sent again.
-        session.used_nonces.remove(form_nonce)
+        release_nonce(request, form_nonce)
         return _keys_page(request, viewer, 400, {exc.field or "name": exc.message}, values)
     return render(request, "key_created.html", title="Your new API key", key=key,
                   secret=secret)

@@ -23,8 +23,9 @@ from billing_api.portal.web import (
     PortalRoute,
     Viewer,
     ViewerDep,
-    portal_session,
+    claim_nonce,
     redirect,
+    release_nonce,
     render,
 )
 
@@ -56,8 +57,7 @@ def add_user(request: Request, viewer: ViewerDep, email: Annotated[str, Form()] 
              form_nonce: Annotated[str, Form(alias=NONCE_FIELD)] = "") -> Response:
     """A new user with a one-time password, shown once on the answer to this POST."""
     permissions.require_admin(viewer.company, viewer.user)
-    session = portal_session(request)
-    if not session.take_nonce(form_nonce):
+    if not claim_nonce(request, form_nonce):
         return render(request, "user_gone.html", 409, title="Password no longer shown")
     password = generate_password()
     try:
@@ -65,10 +65,11 @@ def add_user(request: Request, viewer: ViewerDep, email: Annotated[str, Form()] 
             raise InvalidInput("Enter the new user's e-mail address.", field="email")
         if len(full_name.strip()) > NAME_MAX:
             raise InvalidInput(f"Keep the name under {NAME_MAX} characters.", field="full_name")
+        # The administrator saw it: the new user must choose their own at first login.
         user = users.add_user(viewer.db, viewer.company, email, password,
-                              full_name=full_name.strip())
+                              full_name=full_name.strip(), must_change_password=True)
     except (InvalidInput, Conflict) as exc:
-        session.used_nonces.remove(form_nonce)
+        release_nonce(request, form_nonce)
         return _users_page(request, viewer, 400, {exc.field or "email": exc.message},
                            {"email": email, "full_name": full_name})
     return render(request, "user_created.html", title="New user", user=user, password=password)
@@ -104,8 +105,8 @@ def deactivate(request: Request, viewer: ViewerDep, user_id: int) -> Response:
     permissions.require_admin(viewer.company, viewer.user)
     user = _own_user(viewer, user_id)
     revoked = permissions.deactivate_user(viewer.db, viewer.company, user, viewer.user)
-    return redirect(request, USERS, f"{user.email} is deactivated; {len(revoked)} API key(s) "
-                                    "they created are revoked.")
+    return redirect(request, USERS, f"{user.email} is deactivated and signed out everywhere; "
+                                    f"{len(revoked)} API key(s) they created are revoked.")
 
 
 @router.get(ACTIVITY)

@@ -14,20 +14,24 @@ from fastapi import APIRouter, Form, Request
 from sqlalchemy import func, select
 from starlette.responses import Response
 
-from billing_api.access import audit, keys, permissions
+from billing_api.access import audit, keys, permissions, sessions
 from billing_api.access.errors import RateLimited
 from billing_api.access.models import Company, User, WhitelistEntry
 from billing_api.access.passwords import verify_password
 from billing_api.access.ratelimit import LoginThrottle
 from billing_api.db import transaction
-from billing_api.portal import session as cookies
+from billing_api.errors import Conflict
 from billing_api.portal.web import (
+    PASSWORD_PAGE,
     PortalRoute,
     ViewerDep,
+    begin_login,
+    db,
+    end_login,
     find_viewer,
+    portal_session,
     redirect,
     render,
-    settings_of,
     visitor_address,
 )
 
@@ -71,7 +75,6 @@ def log_in(request: Request, email: Annotated[str, Form()] = "",
         response = _login_form(request, 429, exc.message, email=email.strip())
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
-    settings = settings_of(request)
     with transaction(request.app.state.session_factory) as session:
         row = session.execute(
             select(User.id, User.password_hash, User.is_active, Company.kind)
@@ -83,8 +86,12 @@ def log_in(request: Request, email: Annotated[str, Form()] = "",
         _audit_failure(request, wanted, address, "bad_credentials")
         return _login_form(request, 400, WRONG_LOGIN, email=email.strip())
     throttle.succeeded(attempt)
-    request.state.portal_session = cookies.log_in(settings, row.id, row.password_hash)
-    return redirect(request, PROFILE)
+    user = db(request).get(User, row.id)
+    if user is None or user.password_hash != row.password_hash:
+        # Changed between the check and now (deactivated, or a new password): try again.
+        return _login_form(request, 400, WRONG_LOGIN, email=email.strip())
+    begin_login(request, user)
+    return redirect(request, PASSWORD_PAGE if user.must_change_password else PROFILE)
 
 
 def _audit_failure(request: Request, email: str, address: str, reason: str) -> None:
@@ -103,8 +110,12 @@ def _audit_failure(request: Request, email: str, address: str, reason: str) -> N
 
 @router.post("/portal/logout")
 def log_out(request: Request) -> Response:
-    request.state.portal_session = cookies.PortalSession.fresh()
-    return redirect(request, "/", "You are logged out.")
+    """End this browser's session on the server: a copy of its cookie is worthless now."""
+    record_id = portal_session(request).record_id
+    if record_id is not None:
+        sessions.end(db(request), record_id)
+    end_login(request, "You are logged out.")
+    return redirect(request, "/")
 
 
 @router.get(PROFILE)
@@ -138,4 +149,27 @@ def enable_api(request: Request, viewer: ViewerDep) -> Response:
     return redirect(request, YOUR_APIS,
                     "The Billing API is enabled. Next: create an API key and whitelist the "
                     "IP address your software calls from.")
+
+
+@router.get(f"{YOUR_APIS}/disable")
+def confirm_disable_api(request: Request, viewer: ViewerDep) -> Response:
+    """The confirmation step (a page, so it works without JavaScript); administrator only."""
+    permissions.require_admin(viewer.company, viewer.user)
+    return render(request, "api_disable.html", title="Disable the Billing API",
+                  company=viewer.company)
+
+
+@router.post(f"{YOUR_APIS}/disable")
+def disable_api(request: Request, viewer: ViewerDep) -> Response:
+    """Switch the Billing API off: every key and link of the company is refused from the next
+    request on. Refused (403 page, audited) to anyone but the Account Administrator."""
+    permissions.require_admin(viewer.company, viewer.user)
+    if not viewer.company.api_enabled:
+        raise Conflict(f"The Billing API of {viewer.company.name} is not enabled.",
+                       code="api_not_enabled")
+    permissions.set_api_enabled(viewer.db, viewer.company, viewer.user, False,
+                                client_address=visitor_address(request))
+    return redirect(request, YOUR_APIS,
+                    "The Billing API is disabled: every API call and download link of "
+                    f"{viewer.company.name} is refused until it is enabled again.")
 

@@ -1,20 +1,16 @@
-"""The portal's session: a signed cookie holding who is logged in and the CSRF token.
+"""The portal's session cookie: a signed envelope around a random session id.
 
 The cookie is ``base64url(JSON payload) "." base64url(HMAC-SHA256)`` under a key derived from
-the settings' secret (its own label, so it differs from the key pepper and the link-signing
-key). It holds no secret of the partner's: a session id, the user id, the login time, a
-digest binding it to the user's password hash, the CSRF synchroniser token, a flash message
-and the one-time form nonces already used. Nothing is stored on the server.
+the settings' secret (its own label). The payload is a random 256-bit session id and a flash
+message; nothing else. Who is logged in is decided on the server: ``access.sessions`` keeps
+one row per logged-in session, found by an HMAC digest of the id, and a session without a
+live row is anonymous. So logging out (the row is deleted) makes a copied cookie worthless.
 
-* **Fixation**: ``log_in`` replaces the session id and the CSRF token, so a cookie planted
-  before login carries nothing afterwards.
-* **Lifetime**: a logged-in session ends 8 hours after login (checked from the signed login
-  time, not only by the cookie's ``Max-Age``), when the user is deactivated, or when the
-  password changes (the binding digest no longer matches).
-* **CSRF**: every POST must carry ``csrf_token`` equal to the session's token (compared in
-  constant time); ``portal.web`` checks it before any route runs.
-* **Shown once**: forms that reveal a secret carry a random ``form_nonce``; a nonce is
-  accepted once per session, so re-posting the form (a reload) cannot reveal or create again.
+* **Fixation**: logging in issues a brand-new session id, so a cookie planted before login
+  carries nothing afterwards.
+* **CSRF**: the synchroniser token is HMAC(secret, session id), never stored: bound to the
+  session (a new id at login, at a password change), unguessable without the secret, compared
+  in constant time. ``portal.web`` checks it on every POST before any route runs.
 * **Cookie flags**: HttpOnly, SameSite=Lax, Path=/, and Secure when the request came over
   HTTPS (directly, or per ``X-Forwarded-Proto`` from a configured trusted proxy).
 """
@@ -26,57 +22,42 @@ import binascii
 import hashlib
 import hmac
 import json
-import secrets
-import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from billing_api.access import sessions
 from billing_api.access.client_address import parse_address, parse_trusted_proxies
 from billing_api.settings import Settings
 
 COOKIE_NAME = "portal_session"
-LIFETIME_SECONDS = 8 * 3600
 CSRF_FIELD = "csrf_token"
 NONCE_FIELD = "form_nonce"
-MAX_USED_NONCES = 20
 
 
 @dataclass
 class PortalSession:
-    """One browser's session; ``dirty`` means the cookie must be written on the response."""
+    """One browser's session; ``dirty`` means the cookie must be written on the response.
+    ``record_id`` and ``user_id`` come from the server-side row (None: anonymous)."""
 
     sid: str
     csrf: str
-    user_id: int | None = None
-    logged_in_at: int = 0
-    binding: str = ""
     flash: str = ""
-    used_nonces: list[str] = field(default_factory=list)
     dirty: bool = False
+    record_id: int | None = None
+    user_id: int | None = None
+    binding: str = ""
 
     @classmethod
-    def fresh(cls) -> PortalSession:
-        return cls(sid=secrets.token_urlsafe(16), csrf=secrets.token_urlsafe(32), dirty=True)
-
-    def payload(self) -> dict[str, Any]:
-        return {"sid": self.sid, "csrf": self.csrf, "uid": self.user_id,
-                "iat": self.logged_in_at, "bind": self.binding, "flash": self.flash,
-                "used": self.used_nonces}
+    def fresh(cls, settings: Settings, sid: str | None = None) -> PortalSession:
+        """A new anonymous session (or, with ``sid``, the one a login just started)."""
+        sid = sid or sessions.new_token()
+        return cls(sid=sid, csrf=csrf_token(settings, sid), dirty=True)
 
     def csrf_matches(self, submitted: str | None) -> bool:
         return bool(submitted) and hmac.compare_digest(
             self.csrf.encode(), (submitted or "").encode())
-
-    def take_nonce(self, nonce: str) -> bool:
-        """True the first time ``nonce`` is seen in this session; False for a repeat or none."""
-        if not nonce or nonce in self.used_nonces:
-            return False
-        self.used_nonces = [*self.used_nonces, nonce][-MAX_USED_NONCES:]
-        self.dirty = True
-        return True
 
     def set_flash(self, message: str) -> None:
         self.flash, self.dirty = message, True
@@ -88,9 +69,9 @@ class PortalSession:
         return message
 
 
-def _signing_key(settings: Settings) -> bytes:
+def _signing_key(settings: Settings, label: bytes = b"billing-api/portal-session/v1") -> bytes:
     secret = settings.secret_key.get_secret_value().encode()
-    return hmac.new(secret, b"billing-api/portal-session/v1", hashlib.sha256).digest()
+    return hmac.new(secret, label, hashlib.sha256).digest()
 
 
 def _b64(data: bytes) -> str:
@@ -101,54 +82,39 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def password_binding(settings: Settings, password_hash: str) -> str:
-    """A short digest of the password hash: a new password ends every existing session."""
-    mac = hmac.new(_signing_key(settings), b"bind\n" + password_hash.encode(), hashlib.sha256)
-    return mac.hexdigest()[:32]
+def csrf_token(settings: Settings, sid: str) -> str:
+    """The session's CSRF token: derived from its id, so it dies with the session."""
+    key = _signing_key(settings, b"billing-api/portal-csrf/v1")
+    return _b64(hmac.new(key, sid.encode(), hashlib.sha256).digest())
 
 
 def encode(settings: Settings, session: PortalSession) -> str:
-    body = _b64(json.dumps(session.payload(), separators=(",", ":")).encode())
+    payload = {"sid": session.sid, "flash": session.flash}
+    body = _b64(json.dumps(payload, separators=(",", ":")).encode())
     signature = _b64(hmac.new(_signing_key(settings), body.encode(), hashlib.sha256).digest())
     return f"{body}.{signature}"
 
 
-def decode(settings: Settings, value: str, *, now: float | None = None) -> PortalSession | None:
-    """The session in a cookie value, or None when it is unsigned, tampered or expired."""
+def decode(settings: Settings, value: str) -> PortalSession | None:
+    """The session in a cookie value, or None when it is unsigned or tampered with. Whether
+    it is logged in is for ``access.sessions`` to say (see ``portal.web``)."""
     body, _, signature = value.partition(".")
     expected = _b64(hmac.new(_signing_key(settings), body.encode(), hashlib.sha256).digest())
     if not signature or not hmac.compare_digest(expected, signature):
         return None
     try:
         data = json.loads(_unb64(body))
-        session = PortalSession(
-            sid=str(data["sid"]), csrf=str(data["csrf"]),
-            user_id=int(data["uid"]) if data["uid"] is not None else None,
-            logged_in_at=int(data["iat"]), binding=str(data["bind"]),
-            flash=str(data["flash"]), used_nonces=[str(n) for n in data["used"]])
+        sid, flash = str(data["sid"]), str(data["flash"])
     except (ValueError, KeyError, TypeError, binascii.Error):
         return None
-    current = time.time() if now is None else now
-    if session.user_id is not None and not (
-            0 <= current - session.logged_in_at < LIFETIME_SECONDS):
-        return None
-    return session
+    return PortalSession(sid=sid, csrf=csrf_token(settings, sid), flash=flash)
 
 
 def load(request: Request, settings: Settings) -> PortalSession:
     """The request's session, or a fresh anonymous one (with a new CSRF token)."""
     value = request.cookies.get(COOKIE_NAME)
     found = decode(settings, value) if value else None
-    return found or PortalSession.fresh()
-
-
-def log_in(settings: Settings, user_id: int, password_hash: str) -> PortalSession:
-    """A brand-new session for ``user_id``: new id, new CSRF token (no session fixation)."""
-    session = PortalSession.fresh()
-    session.user_id = user_id
-    session.logged_in_at = int(time.time())
-    session.binding = password_binding(settings, password_hash)
-    return session
+    return found or PortalSession.fresh(settings)
 
 
 def is_https(request: Request, settings: Settings) -> bool:
@@ -166,8 +132,9 @@ def is_https(request: Request, settings: Settings) -> bool:
 
 def write_cookie(response: Response, request: Request, settings: Settings,
                  session: PortalSession) -> None:
-    """Set the cookie; a logged-in session's cookie lives as long as the session may."""
+    """Set the cookie; a logged-in session's cookie lives as long as the session may (the
+    server enforces both timeouts whatever the browser keeps)."""
     response.set_cookie(
         COOKIE_NAME, encode(settings, session),
-        max_age=LIFETIME_SECONDS if session.user_id is not None else None,
+        max_age=settings.portal_session_max_seconds if session.record_id is not None else None,
         path="/", httponly=True, samesite="lax", secure=is_https(request, settings))

@@ -3,7 +3,10 @@ in, template rendering, and the one place where errors become pages.
 
 ``PortalRoute`` wraps each portal route so that, by construction:
 
+* the cookie's session id is looked up in ``access.sessions`` (expired or unknown: anonymous;
+  ``last_seen_at`` refreshed at most once a minute, best effort);
 * every POST is refused (403 page) unless its ``csrf_token`` matches the session's;
+* a user who must change a one-time password is sent to that form from every other page;
 * the request is one transaction (``BEGIN IMMEDIATE`` on SQLite for a POST), committed when
   the route returns and rolled back when it raises;
 * a domain error becomes a page (403 for a refused action and 404 for an id that is not the
@@ -27,21 +30,26 @@ from zoneinfo import ZoneInfo
 import jinja2
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from billing_api.access import audit, permissions
+from billing_api.access import audit, permissions, sessions
 from billing_api.access.client_address import client_address
 from billing_api.access.errors import RateLimited
 from billing_api.access.models import Company, User
-from billing_api.db import transaction
+from billing_api.db import is_lock_timeout, transaction, utcnow
 from billing_api.errors import BillingError, Conflict, NotFound, PermissionDenied
 from billing_api.portal import session as cookies
 from billing_api.portal.session import CSRF_FIELD, PortalSession
 from billing_api.settings import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
+PASSWORD_PAGE = "/portal/profile/password"  # noqa: S105  (a path, not a secret)
+# A best-effort write (refreshing ``last_seen_at``) gives up rather than queue this long
+# behind a billing run holding SQLite's write lock.
+TOUCH_LOCK_WAIT = 1.0
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": (
@@ -55,6 +63,10 @@ SECURITY_HEADERS = {
 
 class LoginRequired(Exception):
     """No valid session: the visitor is sent to the login page."""
+
+
+class PasswordChangeRequired(Exception):
+    """The user logged in with a one-time password: every page leads to the change form."""
 
 
 class CsrfRejected(PermissionDenied):
@@ -73,6 +85,7 @@ class Me:
     is_admin: bool
     has_api_permission: bool
     api_enabled: bool
+    must_change_password: bool = False
 
 
 @dataclass
@@ -135,25 +148,31 @@ def find_viewer(request: Request) -> Viewer | None:
     session = portal_session(request)
     if session.user_id is None:
         return None
+    settings = settings_of(request)
     database = db(request)
     user = database.get(User, session.user_id)
     company = database.get(Company, user.company_id) if user is not None else None
-    binding = cookies.password_binding(settings_of(request), user.password_hash) if user else ""
+    binding = sessions.password_binding(settings, user.password_hash) if user else ""
     if user is None or company is None or not user.is_active or company.kind != "partner" \
-            or binding != session.binding:
-        request.state.portal_session = PortalSession.fresh()
+            or not secrets.compare_digest(binding, session.binding):
+        request.state.portal_session = PortalSession.fresh(settings)
         return None
     me = Me(user.id, user.email, user.full_name, company.id, company.name,
-            user.is_account_admin, permissions.has_api_permission(user), company.api_enabled)
+            user.is_account_admin, permissions.has_api_permission(user), company.api_enabled,
+            user.must_change_password)
     request.state.portal_me = me
     return Viewer(database, user, company, me, session)
 
 
 def current_viewer(request: Request) -> Viewer:
-    """The logged-in user; raises ``LoginRequired`` (a redirect to the login page)."""
+    """The logged-in user; raises ``LoginRequired`` (a redirect to the login page), or
+    ``PasswordChangeRequired`` (a redirect to the change form) until a one-time password has
+    been replaced."""
     viewer = find_viewer(request)
     if viewer is None:
         raise LoginRequired
+    if viewer.me.must_change_password and request.url.path != PASSWORD_PAGE:
+        raise PasswordChangeRequired
     return viewer
 
 
@@ -186,7 +205,8 @@ def _environment(settings: Settings) -> jinja2.Environment:
                              autoescape=jinja2.select_autoescape(["html"]),
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
-    # A fresh one-time nonce per rendered form that reveals a secret (see session.take_nonce).
+    # A fresh one-time nonce per rendered form that reveals a secret (see
+    # access.sessions.claim_nonce).
     env.globals["new_nonce"] = lambda: secrets.token_urlsafe(16)
     zone = settings.timezone
     env.filters["when"] = lambda v: _local(v, zone, "%Y-%m-%d %H:%M")
@@ -218,6 +238,77 @@ def redirect(request: Request, url: str, flash: str = "") -> Response:
     if request.headers.get("hx-request"):
         return Response(status_code=200, headers={"HX-Redirect": url})
     return RedirectResponse(url, status_code=303)
+
+
+def claim_nonce(request: Request, nonce: str) -> bool:
+    """True the first time this one-time form nonce is posted in this login session."""
+    record_id = portal_session(request).record_id
+    return record_id is not None and sessions.claim_nonce(db(request), record_id, nonce)
+
+
+def release_nonce(request: Request, nonce: str) -> None:
+    """The form was refused and created nothing: it may be sent again."""
+    record_id = portal_session(request).record_id
+    if record_id is not None:
+        sessions.release_nonce(db(request), record_id, nonce)
+
+
+def begin_login(request: Request, user: User) -> None:
+    """Start a new server-side session for ``user`` in this browser: a new id and CSRF token
+    (no fixation); the browser's previous session, if any, ends."""
+    previous = portal_session(request).record_id
+    database = db(request)
+    if previous is not None:
+        sessions.end(database, previous)
+    settings = settings_of(request)
+    token, record = sessions.start(
+        database, settings, user, client_address=visitor_address(request),
+        user_agent=request.headers.get("user-agent", ""))
+    fresh = PortalSession.fresh(settings, sid=token)
+    fresh.record_id, fresh.user_id, fresh.binding = record.id, user.id, record.password_binding
+    request.state.portal_session = fresh
+
+
+def end_login(request: Request, flash: str) -> None:
+    """Forget this browser's session (its row is gone or going): a fresh anonymous cookie."""
+    request.state.portal_session = PortalSession.fresh(settings_of(request))
+    portal_session(request).set_flash(flash)
+
+
+def _best_effort(factory: sessionmaker[Session], work: Callable[[Session], object]) -> None:
+    try:
+        with transaction(factory, writer=True, lock_wait=TOUCH_LOCK_WAIT) as database:
+            work(database)
+    except OperationalError as exc:
+        if not is_lock_timeout(exc):
+            raise
+
+
+def resolve_login(request: Request) -> None:
+    """Attach the server-side session the cookie names (if it is live) to the request's
+    session; forget an expired one (its row is deleted, best effort)."""
+    browser = portal_session(request)
+    if browser.dirty:
+        return  # no cookie came with the request: a brand-new anonymous session
+    settings = settings_of(request)
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    with transaction(factory) as database:
+        record = sessions.lookup(database, settings, browser.sid)
+        found = (record.id, record.user_id, record.password_binding, record.created_at,
+                 record.last_seen_at, record.client_address) if record else None
+    if found is None:
+        return
+    record_id, user_id, binding, created_at, last_seen_at, last_address = found
+    now = utcnow()
+    if sessions.is_expired(settings, created_at, last_seen_at, now):
+        _best_effort(factory, lambda d: sessions.end(d, record_id))
+        request.state.portal_session = PortalSession.fresh(settings)
+        return
+    browser.record_id, browser.user_id, browser.binding = record_id, user_id, binding
+    address = visitor_address(request)
+    if sessions.needs_touch(settings, last_seen_at, now) or address != last_address:
+        _best_effort(factory, lambda d: sessions.touch(d, record_id, client_address=address,
+                                                       now=now))
 
 
 ERROR_PAGES: list[tuple[type[BaseException], int, str]] = [
@@ -288,16 +379,20 @@ class PortalRoute(APIRoute):
         async def handler(request: Request) -> Response:
             settings = settings_of(request)
             request.state.portal_session = cookies.load(request, settings)
+            await run_in_threadpool(resolve_login, request)
             unit = _Unit(request.app.state.session_factory, writer=request.method == "POST")
             request.state.portal_unit = unit
             try:
                 if request.method == "POST":
                     await _check_csrf(request)
                 response = await original(request)
-            except (BillingError, LoginRequired) as exc:
+            except (BillingError, LoginRequired, PasswordChangeRequired) as exc:
                 await run_in_threadpool(unit.close, exc)
                 if isinstance(exc, LoginRequired):
                     response = redirect(request, "/", "Log in to continue.")
+                elif isinstance(exc, PasswordChangeRequired):
+                    response = redirect(request, PASSWORD_PAGE, "Choose your own password "
+                                        "first: the one you logged in with was for once only.")
                 else:
                     response = await run_in_threadpool(error_page, request, exc)
                 return _finish(request, response)

@@ -1,6 +1,6 @@
 """audit: aggregated refusals (a count and the aggregate's key)
 
-Revision ID: 0003_audit_counts
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-05 11:30:00.000000
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003_audit_counts'
+revision = '0003'
 down_revision = '0002'
 branch_labels = None
 depends_on = None
