@@ -193,6 +193,15 @@ def test_the_sessions_page_lists_ones_sessions_and_ends_one(
     assert [r[1] for r in audit_rows(factory, "portal_denied")] == ["session_not_found"]
 
 
+def account_events(factory: sessionmaker[Session], event_type: str) -> list[tuple[str | None, str]]:
+    """(actor e-mail, detail) of the audit rows of one type, oldest first."""
+    with factory() as session:
+        return [(email, detail) for email, detail in session.execute(
+            select(User.email, AuditEvent.detail)
+            .select_from(AuditEvent).outerjoin(User, User.id == AuditEvent.actor_user_id)
+            .where(AuditEvent.event_type == event_type).order_by(AuditEvent.id)).all()]
+
+
 def test_sign_out_everywhere_ends_every_session_of_ones_own(
         world: World, factory: sessionmaker[Session]) -> None:
     with logged_in(world.base, world.admin, PASSWORD) as one, \
@@ -207,6 +216,8 @@ def test_sign_out_everywhere_ends_every_session_of_ones_own(
         assert is_logged_out(replay(world.base, captured))
         assert clerk.get(PROFILE).status_code == 200  # somebody else's is not touched
     assert len(session_rows(factory)) == 1
+    assert account_events(factory, "sessions_ended") == [
+        (world.admin, "signed out everywhere: 2 session(s)")]
 
 
 # --- one's own password ----------------------------------------------------------------------
@@ -247,6 +258,10 @@ def test_a_password_change_needs_the_current_password_and_a_sound_new_one(
     for email, password in ((world.admin, PASSWORD), (world.clerk, CLERK_PASSWORD)):
         with FormClient(world.base) as check:  # nothing changed
             assert check.log_in(email, password).status_code == 303
+    # The wrong current password is a denial, and audited; nothing was changed.
+    assert [email for email, _ in account_events(factory, "password_change_refused")] == [
+        world.admin]
+    assert account_events(factory, "password_changed") == []
 
 
 def test_a_password_change_ends_every_other_session_and_keeps_this_one(
@@ -261,6 +276,7 @@ def test_a_password_change_ends_every_other_session_and_keeps_this_one(
         assert is_logged_out(there.get(PROFILE))  # … and nowhere else
         assert is_logged_out(replay(world.base, copied))  # not even with this browser's old id
     assert len(session_rows(factory)) == 1
+    assert [email for email, _ in account_events(factory, "password_changed")] == [world.admin]
     with FormClient(world.base) as later:
         assert later.log_in(world.admin, PASSWORD).status_code == 400
         assert later.log_in(world.admin, NEW_PASSWORD).status_code == 303
@@ -317,6 +333,10 @@ def test_a_password_reset_by_the_operator_ends_sessions_and_must_be_changed(
         assert browser.log_in("d@delta.example", PASSWORD).status_code == 400
         assert browser.log_in("d@delta.example", otp.strip()).headers["location"] == \
             PASSWORD_PAGE
+    # The operator's act, never shown as the user's own.
+    assert account_events(factory, "password_reset") == [
+        (None, "for d@delta.example; every portal session ended; one-time, to be changed at "
+               "the next login")]
 
 
 def test_the_portal_add_user_password_is_one_time(world: World) -> None:

@@ -71,6 +71,12 @@ class EventType(StrEnum):
     API_DISABLED_BY_DISTRIBUTOR = "api_disabled_by_distributor"
     # A command run ``--as`` a user was refused: their password was wrong.
     CLI_DENIED = "cli_denied"
+    # Portal accounts: a user changed their own password (or gave a wrong current one), the
+    # operator reset one (``billing-api users reset-password``), a user signed out everywhere.
+    PASSWORD_CHANGED = "password_changed"  # noqa: S105 - an event name
+    PASSWORD_CHANGE_REFUSED = "password_change_refused"  # noqa: S105
+    PASSWORD_RESET = "password_reset"  # noqa: S105
+    SESSIONS_ENDED = "sessions_ended"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from billing_api.access import sessions
+from billing_api.access import audit, sessions
 from billing_api.access.models import Company, User
 from billing_api.access.passwords import check_new_password, hash_password, verify_password
 from billing_api.errors import Conflict, InvalidInput, NotFound
@@ -93,18 +93,26 @@ def change_password(session: Session, user: User, current: str, new: str) -> Non
     (the caller starts a fresh one for the browser that made the change). Raises
     ``InvalidInput`` naming the field (``current_password`` or ``new_password``)."""
     if not verify_password(user.password_hash, current):
+        audit.record(session, audit.EventType.PASSWORD_CHANGE_REFUSED,
+                     company_id=user.company_id, actor_user_id=user.id,
+                     reason="wrong_current_password")
         raise InvalidInput("That is not your current password.", field="current_password")
     check_new_password(new, user.email)
     if new == current:
         raise InvalidInput("Choose a password different from the current one.",
                            field="new_password")
     _set_password(session, user, new, must_change=False)
+    audit.record(session, audit.EventType.PASSWORD_CHANGED, company_id=user.company_id,
+                 actor_user_id=user.id, detail="every other portal session ended")
 
 
 def reset_password(session: Session, user: User, password: str, *, must_change: bool) -> None:
     """The operator sets a password (``billing-api users reset-password``); every portal session
     of the user ends. ``must_change`` when the password was printed for someone to pass on."""
     _set_password(session, user, password, must_change=must_change)
+    audit.record(session, audit.EventType.PASSWORD_RESET, company_id=user.company_id,
+                 detail=f"for {user.email}; every portal session ended"
+                        + ("; one-time, to be changed at the next login" if must_change else ""))
 
 
 def _set_password(session: Session, user: User, password: str, *, must_change: bool) -> None:

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from starlette.responses import Response
 
-from billing_api.access import sessions, users
+from billing_api.access import audit, sessions, users
 from billing_api.access.errors import RateLimited
 from billing_api.access.passwords import MIN_LENGTH
 from billing_api.access.ratelimit import SlidingWindowLimiter
@@ -28,6 +28,7 @@ from billing_api.portal.web import (
     redirect,
     render,
     settings_of,
+    visitor_address,
 )
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
@@ -99,6 +100,9 @@ def end_session(request: Request, viewer: ViewerDep, session_id: int) -> Respons
 def sign_out_everywhere(request: Request, viewer: ViewerDep) -> Response:
     """End every session of the viewer's, this one included."""
     count = sessions.end_all(viewer.db, viewer.user.id)
+    audit.record(viewer.db, audit.EventType.SESSIONS_ENDED, company_id=viewer.user.company_id,
+                 actor_user_id=viewer.user.id, client_address=visitor_address(request),
+                 detail=f"signed out everywhere: {count} session(s)")
     end_login(request, f"You are signed out everywhere ({count} session"
                        f"{'' if count == 1 else 's'}).")
     return redirect(request, "/")
