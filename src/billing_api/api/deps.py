@@ -25,7 +25,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing_api.access import audit, grants, keys, links, whitelist
-from billing_api.access.client_address import client_address
+from billing_api.access.client_address import Resolved, request_resolved
 from billing_api.access.errors import (
     AccessForbidden,
     ApiDisabled,
@@ -42,7 +42,6 @@ from billing_api.access.errors import (
 from billing_api.access.models import ApiKey
 from billing_api.access.ratelimit import RateLimiter, api_limiter, check_api_rate
 from billing_api.access.redaction import install_log_redaction
-from billing_api.access.whitelist import IPAddress
 from billing_api.db import is_lock_timeout, transaction, utcnow
 from billing_api.settings import Settings
 
@@ -86,12 +85,11 @@ def authenticate_request(request: Request) -> ApiCaller:
     ``RateLimited`` error (turned into problem details by ``api.problems``)."""
     settings: Settings = request.app.state.settings
     factory = request.app.state.session_factory
-    peer = request.client.host if request.client else None
-    address = client_address(peer, request.headers, settings.trusted_proxies)
-    attempt = _Attempt(address=str(address) if address else "")
+    resolved = request_resolved(request, settings.trusted_proxies)
+    attempt = _Attempt(address=str(resolved.address) if resolved.address else "")
     try:
         with transaction(factory) as session:
-            grant = _check(session, settings, request, address, attempt)
+            grant = _check(session, settings, request, resolved, attempt)
             caller = ApiCaller(grant.company_id, grant.key_id, grant.environment,
                                grant.display_prefix, attempt.address)
             stale = grant.last_used_at
@@ -120,7 +118,7 @@ def _stamp_last_used(factory: sessionmaker[Session], key_id: int, now: dt.dateti
         log.info("last use of API key %s not recorded: the database is busy writing", key_id)
 
 
-def _check(session: Session, settings: Settings, request: Request, address: IPAddress | None,
+def _check(session: Session, settings: Settings, request: Request, resolved: Resolved,
            attempt: _Attempt) -> grants.KeyGrant:
     header = request.headers.get("x-api-key")
     token = request.query_params.get(links.TOKEN_PARAM)
@@ -157,7 +155,11 @@ def _check(session: Session, settings: Settings, request: Request, address: IPAd
                           "Administrator can enable it under Your APIs")
     if not grant.networks:
         raise IpNotWhitelisted(EMPTY_WHITELIST)
-    if not whitelist.is_allowed(address, grant.networks):
+    if resolved.address is None:
+        # Its own code, so the audit row says why no address could be checked.
+        raise IpNotWhitelisted(f"your IP address could not be determined ({resolved.why}): "
+                               "no whitelist entry can match", code=resolved.code)
+    if not whitelist.is_allowed(resolved.address, grant.networks):
         shown = attempt.address or "unknown"
         raise IpNotWhitelisted(f"your IP address {shown} is not whitelisted for this account: "
                                "add it under Your APIs")
