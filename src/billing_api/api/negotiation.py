@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -29,7 +29,20 @@ PROBLEM_TYPES: Mapping[str, str] = {
 FORMATS = ("xml", "json")  # in order of preference: XML is the default
 DEFAULT_WINDOW_MONTHS = 3
 EARLIEST_DEFAULT_END = dt.date(1, 1 + DEFAULT_WINDOW_MONTHS, 1)
-_DATE = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
+# A real calendar date, YYYYMMDD or YYYY-MM-DD (either dash may be left out), years 0001-9999,
+# 29 February in leap years only. The OpenAPI description publishes this very pattern, so it
+# refuses exactly what the server refuses; ASCII digits only (Python's \\d takes any script's).
+_YEAR = "(?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+_LEAP_YEAR = "(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+DATE_PATTERN = (
+    f"^(?:{_YEAR}-?(?:(?:0[13578]|1[02])-?(?:0[1-9]|[12][0-9]|3[01])"
+    "|(?:0[469]|11)-?(?:0[1-9]|[12][0-9]|30)|02-?(?:0[1-9]|1[0-9]|2[0-8]))"
+    f"|{_LEAP_YEAR}-?02-?29)$"
+)
+_DATE = re.compile(DATE_PATTERN)
+_DATE_SHAPE = re.compile("^[0-9]{4}-?[0-9]{2}-?[0-9]{2}$")
+SUBSCRIPTION_ID_PATTERN = "^[0-9]{1,18}$"
+_SUBSCRIPTION_ID = re.compile(SUBSCRIPTION_ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -122,12 +135,12 @@ def choose_format(request: Request) -> str:
     ``InvalidInput`` for another ``format`` and ``NotAcceptable`` when Accept allows neither."""
     explicit = explicit_format(request)
     if explicit is not None:
-        if explicit.lower() not in FORMATS:
+        if explicit not in FORMATS:  # exactly as the description's enum says
             raise InvalidInput(
                 f"format={explicit!r} is not supported: use format=xml or format=json",
                 field="format",
             )
-        return explicit.lower()
+        return explicit
     accept = accept_header(request)
     chosen = negotiate(accept)
     if chosen is None:
@@ -144,9 +157,21 @@ def problem_format(request: Request) -> str:
     types count too), but never an error itself: a bad ``format`` or an ``Accept`` allowing
     neither gets the default, XML."""
     explicit = explicit_format(request)
-    if explicit is not None and explicit.lower() in FORMATS:
-        return explicit.lower()
+    if explicit is not None and explicit in FORMATS:
+        return explicit
     return negotiate(accept_header(request), PROBLEM_TYPES) or FORMATS[0]
+
+
+def refuse_unknown_parameters(request: Request, known: Collection[str]) -> None:
+    """400 for a query parameter the endpoint does not take (a typo such as ``startdate``
+    would otherwise silently give the default window), as the description declares."""
+    for name in request.query_params:
+        if name not in known:
+            raise InvalidInput(
+                f"unknown parameter {name!r}: this endpoint takes "
+                f"{', '.join(sorted(known, key=str.lower))}",
+                field=name,
+            )
 
 
 def compact(day: dt.date) -> str:
@@ -155,23 +180,24 @@ def compact(day: dt.date) -> str:
 
 
 def parse_date(name: str, value: str) -> dt.date:
-    match = _DATE.match(value.strip())
-    if match is None:
-        raise InvalidInput(
-            f"{name}={value!r} is not a date: use YYYYMMDD (e.g. 20261123)", field=name
-        )
-    try:
-        return dt.date(*(int(part) for part in match.groups()))
-    except ValueError:
-        raise InvalidInput(f"{name}={value!r} is not a real calendar date", field=name) from None
+    """``value`` as a date, exactly as ``DATE_PATTERN`` says: no blanks, no other digits."""
+    if _DATE.fullmatch(value) is None:
+        if _DATE_SHAPE.fullmatch(value) is None:
+            raise InvalidInput(
+                f"{name}={value!r} is not a date: use YYYYMMDD (e.g. 20261123)", field=name
+            )
+        raise InvalidInput(f"{name}={value!r} is not a real calendar date", field=name)
+    digits = value.replace("-", "")
+    return dt.date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
 
 
 def date_range(request: Request, today: dt.date) -> tuple[dt.date, dt.date]:
     """The inclusive invoice-date window; defaults to the three months up to today."""
     start_text = request.query_params.get("startDate")
     end_text = request.query_params.get("endDate")
-    end = parse_date("endDate", end_text) if end_text else today
-    if start_text:
+    # An empty value is not a missing one: it is refused, as the description's pattern says.
+    end = parse_date("endDate", end_text) if end_text is not None else today
+    if start_text is not None:
         start = parse_date("startDate", start_text)
     elif end < EARLIEST_DEFAULT_END:  # three months earlier would be year 0: a ValueError
         start = dt.date.min
@@ -192,15 +218,16 @@ def scope_for(partner_id: int, environment: str, window: tuple[dt.date, dt.date]
 
 def subscription_id(request: Request) -> int:
     value = request.query_params.get("subscriptionId")
-    if value is None or value.strip() == "":
+    if value is None or value == "":
         raise InvalidInput(
             "subscriptionId is required: the id of one of your subscriptions",
             field="subscriptionId",
         )
-    # isdigit() alone admits '²', which int() refuses (a 500): ASCII digits only.
-    if not (value.strip().isascii() and value.strip().isdigit()) or len(value.strip()) > 18:
+    # ASCII digits only, no blanks (isdigit() alone admits '²', which int() refuses).
+    if _SUBSCRIPTION_ID.fullmatch(value) is None:
         raise InvalidInput(
-            f"subscriptionId={value!r} is not a subscription id: use a whole number",
+            f"subscriptionId={value!r} is not a subscription id: use a whole number of at most "
+            "18 digits",
             field="subscriptionId",
         )
-    return int(value.strip())
+    return int(value)
