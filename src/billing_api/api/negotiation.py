@@ -31,7 +31,7 @@ DEFAULT_WINDOW_MONTHS = 3
 EARLIEST_DEFAULT_END = dt.date(1, 1 + DEFAULT_WINDOW_MONTHS, 1)
 # A real calendar date, YYYYMMDD or YYYY-MM-DD (either dash may be left out), years 0001-9999,
 # 29 February in leap years only. The OpenAPI description publishes this very pattern, so it
-# refuses exactly what the server refuses; ASCII digits only (Python's \\d takes any script's).
+# refuses exactly what the server refuses; ASCII digits only (Python's \d takes any script's).
 _YEAR = "(?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
 _LEAP_YEAR = "(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
 DATE_PATTERN = (
