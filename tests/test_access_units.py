@@ -118,14 +118,14 @@ def test_whitelist_duplicates_refused(factory: sessionmaker[Session]) -> None:
 
 
 def test_client_address_rules() -> None:
-    xff = {"x-forwarded-for": "1.1.1.1, 2.2.2.2, 10.0.0.2"}
+    xff = [("x-forwarded-for", "1.1.1.1, 2.2.2.2, 10.0.0.2")]
     assert str(client_address("9.9.9.9", xff, "")) == "9.9.9.9"
     assert str(client_address("10.0.0.1", xff, "10.0.0.0/8")) == "2.2.2.2"
-    assert str(client_address("10.0.0.1", {"x-forwarded-for": "10.0.0.3"}, "10.0.0.0/8")) \
+    assert str(client_address("10.0.0.1", [("x-forwarded-for", "10.0.0.3")], "10.0.0.0/8")) \
         == "10.0.0.3"
-    fwd = {"forwarded": 'for="[2001:db8::7]:4711";proto=https, for=10.0.0.9'}
+    fwd = [("forwarded", 'for="[2001:db8::7]:4711";proto=https, for=10.0.0.9')]
     assert str(client_address("10.0.0.1", fwd, "10.0.0.0/8")) == "2001:db8::7"
-    assert client_address("10.0.0.1", {"x-forwarded-for": "unknown"}, "10.0.0.0/8") is None
+    assert client_address("10.0.0.1", [("x-forwarded-for", "unknown")], "10.0.0.0/8") is None
     assert str(client_address("::ffff:10.0.0.1", xff, "10.0.0.0/8")) == "2.2.2.2"
 
 

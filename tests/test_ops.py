@@ -208,7 +208,7 @@ def test_log_lines_are_one_json_object_each_with_the_request_context(
         settings: Settings, factory: sessionmaker[Session]) -> None:
     secret = demo(factory, settings)
     with json_logs() as logs, serve(create_app(quiet_settings(settings))) as base:
-        download = httpx.get(base + "/api/v4/invoices", params={**WHOLE_RANGE, "x": "y"},
+        download = httpx.get(base + "/api/v4/invoices", params={**WHOLE_RANGE, "format": "xml"},
                              headers={"X-Api-Key": secret, "X-Request-Id": "dl-1"}, timeout=30)
         forged = httpx.get(base + "/api/v4/invoices%0d%0a%7B%22level%22%3A%22ERROR%22%7D",
                            headers={"X-Api-Key": secret}, timeout=10)

@@ -28,7 +28,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing_api.access import audit, grants, keys, links, whitelist
-from billing_api.access.client_address import client_address
+from billing_api.access.client_address import Resolved, request_resolved
 from billing_api.access.errors import (
     AccessForbidden,
     ApiDisabled,
@@ -53,7 +53,6 @@ from billing_api.access.ratelimit import (
     count_failed_auth,
 )
 from billing_api.access.redaction import install_log_redaction
-from billing_api.access.whitelist import IPAddress
 from billing_api.db import is_lock_timeout, transaction, utcnow
 from billing_api.settings import Settings
 
@@ -99,8 +98,8 @@ def authenticate_request(request: Request) -> ApiCaller:
     ``RateLimited`` error (turned into problem details by ``api.problems``)."""
     settings: Settings = request.app.state.settings
     factory = request.app.state.session_factory
-    peer = request.client.host if request.client else None
-    address = client_address(peer, request.headers, settings.trusted_proxies)
+    resolved = request_resolved(request, settings.trusted_proxies)
+    address = resolved.address
     attempt = _Attempt(address=str(address) if address else "")
     limiter: RateLimiter = request.app.state.api_rate_limiter
     try:
@@ -111,7 +110,7 @@ def authenticate_request(request: Request) -> ApiCaller:
             attempt.address = client_bucket(address) if address else ""
             raise
         with transaction(factory) as session:
-            grant = _check(session, settings, request, address, attempt)
+            grant = _check(session, settings, request, resolved, attempt)
             caller = ApiCaller(grant.company_id, grant.key_id, grant.environment,
                                grant.display_prefix, attempt.address)
             stale = grant.last_used_at
@@ -162,7 +161,7 @@ def _move_to_current_pepper(factory: sessionmaker[Session], settings: Settings, 
         log.info("API key %s moved to pepper %s", key_id, settings.pepper_id)
 
 
-def _check(session: Session, settings: Settings, request: Request, address: IPAddress | None,
+def _check(session: Session, settings: Settings, request: Request, resolved: Resolved,
            attempt: _Attempt) -> grants.KeyGrant:
     header = request.headers.get("x-api-key")
     token = request.query_params.get(links.TOKEN_PARAM)
@@ -199,7 +198,11 @@ def _check(session: Session, settings: Settings, request: Request, address: IPAd
                           "Administrator can enable it under Your APIs")
     if not grant.networks:
         raise IpNotWhitelisted(EMPTY_WHITELIST)
-    if not whitelist.is_allowed(address, grant.networks):
+    if resolved.address is None:
+        # Its own code, so the audit row says why no address could be checked.
+        raise IpNotWhitelisted(f"your IP address could not be determined ({resolved.why}): "
+                               "no whitelist entry can match", code=resolved.code)
+    if not whitelist.is_allowed(resolved.address, grant.networks):
         shown = attempt.address or "unknown"
         raise IpNotWhitelisted(f"your IP address {shown} is not whitelisted for this account: "
                                "add it under Your APIs")

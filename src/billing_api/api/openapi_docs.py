@@ -11,148 +11,20 @@ gets wrong for this API (a 422 it never sends, nullable query parameters).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from http import HTTPStatus
 from typing import Any
-from xml.sax.saxutils import escape
 
 from fastapi import FastAPI
 
+from billing_api.api.openapi_problems import PROBLEM_SCHEMA, error_responses
 from billing_api.api.versions import CURRENT, VERSIONS
 from billing_api.export import documents as d
 from billing_api.export.documents import Field, Kind
 
 JsonSchema = dict[str, Any]
-PROBLEM_XML_NAMESPACE = "urn:ietf:rfc:7807"
-EXAMPLE_PATH = f"/api/{CURRENT}/invoices"
 
 
 def _ref(name: str) -> JsonSchema:
     return {"$ref": f"#/components/schemas/{name}"}
-
-
-# --- errors ---------------------------------------------------------------------------------
-
-PROBLEM_SCHEMA: JsonSchema = {
-    "type": "object",
-    "description": "RFC 9457 problem details. As XML: a `problem` element in the "
-    f"`{PROBLEM_XML_NAMESPACE}` namespace holding the same fields as child elements.",
-    "required": ["type", "title", "status", "detail", "code"],
-    "properties": {
-        "type": {"type": "string", "description": "Always `about:blank`: the status says it all."},
-        "title": {"type": "string", "description": "The HTTP reason phrase."},
-        "status": {"type": "integer", "description": "The HTTP status code."},
-        "detail": {"type": "string", "description": "What went wrong and what to do about it."},
-        "code": {"type": "string", "description": "Stable machine-readable reason."},
-        "instance": {"type": "string", "description": "The request path (never the query)."},
-        "field": {"type": "string", "description": "The parameter or header at fault, if any."},
-    },
-    "additionalProperties": False,
-    "xml": {"name": "problem", "namespace": PROBLEM_XML_NAMESPACE},
-}
-
-# Per status: (summary, [(code, detail, field), ...]) with the first example the typical one.
-ERRORS: dict[int, tuple[str, list[tuple[str, str, str | None]]]] = {
-    400: ("A parameter is malformed or impossible: `field` names it.", [
-        ("invalid_input", "startDate='20261301' is not a real calendar date", "startDate"),
-        ("invalid_input", "endDate 20260101 is before startDate 20261231: swap them or widen "
-         "the range", "endDate"),
-        ("invalid_input", "format='csv' is not supported: use format=xml or format=json",
-         "format"),
-        ("invalid_input", "subscriptionId is required: the id of one of your subscriptions",
-         "subscriptionId"),
-    ]),
-    401: ("No key, or a key (or download-link token) that is unknown, revoked or expired.", [
-        ("missing_key", "no API key: send it in the X-Api-Key header", None),
-        ("unknown_key", "the API key is not known: check it or create a new one", None),
-        ("revoked_key", "the API key has been revoked: create a new one under Your APIs", None),
-        ("expired_key", "the API key has expired: create a new one under Your APIs", None),
-    ]),
-    403: ("The API is not enabled for the account, or the caller's IP address is not "
-          "whitelisted (an empty whitelist refuses every call).", [
-        ("ip_not_whitelisted",
-         "no IP address is whitelisted for this account: add one under Your APIs", None),
-        ("ip_not_whitelisted", "your IP address 203.0.113.9 is not whitelisted for this "
-         "account: add it under Your APIs", None),
-        ("api_disabled", "the Billing API is not enabled for this account: the Account "
-         "Administrator can enable it under Your APIs", None),
-    ]),
-    404: ("Unknown version or endpoint, or a subscription that is not yours (or not in this "
-          "key's environment).", [
-        ("unknown_version", f"API version 'v9' does not exist: the current version is {CURRENT}",
-         None),
-        ("subscription_not_found",
-         "subscription 42 was not found for this account and environment", None),
-    ]),
-    406: ("`Accept` allows neither XML nor JSON (and no `format` was given).", [
-        ("not_acceptable", "Accept: 'text/html' allows neither XML nor JSON: send Accept: "
-         "application/xml or application/json (or format=xml|json)", "Accept"),
-    ]),
-    410: ("The version has reached End of Life (v1).", [
-        ("version_gone", "API version v1 has reached End of Life and is no longer served: "
-         f"use {CURRENT}, e.g. {EXAMPLE_PATH}", None),
-    ]),
-    429: ("Too many requests for this key, or too many failed authentications from this "
-          "address: wait `Retry-After` seconds.", [
-        ("rate_limited", "too many requests for this API key: retry after 12 seconds", None),
-        ("too_many_failures", "too many failed authentications from your address (30 a "
-         "minute): retry in 41 s", None),
-    ]),
-    503: ("The database is unavailable: retry after `Retry-After` seconds.", [
-        ("database_unavailable", "the database is unavailable: retry later", None),
-    ]),
-}
-RETRY_AFTER = {
-    "description": "Seconds to wait before retrying.",
-    "schema": {"type": "integer", "minimum": 1},
-    "example": 30,
-}
-WWW_AUTHENTICATE = {
-    "description": 'How to authenticate: `ApiKey header="X-Api-Key"`.',
-    "schema": {"type": "string"},
-}
-
-
-def problem_example(status: int, code: str, detail: str, field: str | None) -> dict[str, Any]:
-    """The body the API sends, as a dict (keys as ``api.problems`` writes them)."""
-    body: dict[str, Any] = {
-        "type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
-        "detail": detail, "code": code, "instance": EXAMPLE_PATH,
-    }
-    if field:
-        body["field"] = field
-    return body
-
-
-def problem_xml(body: dict[str, Any]) -> str:
-    inner = "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in body.items())
-    return (f'<?xml version="1.0" encoding="utf-8"?>\n'
-            f'<problem xmlns="{PROBLEM_XML_NAMESPACE}">{inner}</problem>')
-
-
-def error_responses() -> dict[int | str, dict[str, Any]]:
-    responses: dict[int | str, dict[str, Any]] = {}
-    for status, (summary, cases) in ERRORS.items():
-        as_json: dict[str, Any] = {}
-        as_xml: dict[str, Any] = {}
-        for code, detail, field in cases:
-            name = code if code not in as_json else f"{code}_{len(as_json)}"
-            body = problem_example(status, code, detail, field)
-            as_json[name] = {"summary": detail, "value": body}
-            as_xml[name] = {"summary": detail, "value": problem_xml(body)}
-        response: dict[str, Any] = {
-            "description": f"{summary} Problem details: XML unless `format=json` or `Accept` "
-            "names JSON.",
-            "content": {
-                "application/problem+xml": {"schema": _ref("Problem"), "examples": as_xml},
-                "application/problem+json": {"schema": _ref("Problem"), "examples": as_json},
-            },
-        }
-        if status == 401:
-            response["headers"] = {"WWW-Authenticate": WWW_AUTHENTICATE}
-        if status in (429, 503):
-            response["headers"] = {"Retry-After": RETRY_AFTER}
-        responses[status] = response
-    return responses
 
 
 # --- documents ------------------------------------------------------------------------------
@@ -418,19 +290,25 @@ missing: the three months up to today. Only `endDate`: from three months before 
 `startDate`: up to today. A malformed or impossible date, or an end before the start, is a 400
 naming the parameter.
 
+Every parameter is checked exactly as described here: an empty value, a date that is not a
+real calendar date, a parameter the endpoint does not take (e.g. `startdate`) is a 400.
+
 ## Formats
 **XML is the default** (no `Accept`, `*/*`, `application/xml` or `text/xml`); JSON with
-`Accept: application/json`. `format=xml|json` in the query wins over `Accept`; an `Accept`
-allowing neither is 406. XML is UTF-8 with a declaration and writes empty values as empty
-elements; JSON keys are sorted ignoring case; amounts are exact decimals; dates are `YYYYMMDD`
-text. Every document is one whole file (`Content-Disposition: attachment`), and the same request
-over the same data returns the same bytes.
+`Accept: application/json`. `Accept` is read with its q-values (RFC 9110: the most specific
+range decides, `application/json;q=0` refuses JSON). `format=xml|json` (lower case) in the
+query wins over `Accept`; an `Accept` allowing neither is 406. XML is UTF-8 with a
+declaration and writes empty values as empty elements; JSON keys are sorted ignoring case;
+amounts are exact decimals; dates are `YYYYMMDD` text. Every document is one whole file
+(`Content-Disposition: attachment`), and the same request over the same data returns the same
+bytes.
 
 ## Errors
-RFC 9457 problem details in the negotiated format (`application/problem+xml`, or
-`application/problem+json` with `format=json` or a JSON `Accept`): `status`, `title`, a
-`detail` saying what to do, a stable `code` for programs, and `field` when one parameter is at
-fault.
+RFC 9457 problem details, negotiated exactly like documents (`application/problem+xml`, or
+`application/problem+json` with `format=json` or an `Accept` preferring JSON;
+`application/problem+json` and `application/problem+xml` may be named too): `status`, `title`,
+a `detail` saying what to do, a stable `code` for programs, and `field` when one parameter is at
+fault. When `Accept` allows neither format, or `format` is invalid, the problem is XML.
 """
 
 

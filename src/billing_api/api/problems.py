@@ -3,8 +3,10 @@
 Every answer has ``type`` (``about:blank``: the status says it all), ``title`` (the HTTP
 reason phrase), ``status``, ``detail`` (a message a person can act on) and our ``code``
 extension (stable, for machines). ``instance`` is the path only: a query may hold a link
-token. XML is the default, as for documents; JSON when ``format=json`` or ``Accept`` names
-JSON. Paths outside ``/api`` keep FastAPI's own answers (the portal renders its own pages).
+token. The format is negotiated like a document's (``negotiation.problem_format``): XML by
+default, JSON for ``format=json`` or an ``Accept`` preferring JSON by its q-values; the text is
+cleaned of what XML 1.0 forbids, so any path or parameter gives a well-formed answer. Paths
+outside ``/api`` keep FastAPI's own answers (the portal renders its own pages).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 from http import HTTPStatus
-from xml.sax.saxutils import escape
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exception_handlers import (
@@ -26,7 +27,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from billing_api.access.errors import AccessForbidden, AuthenticationFailed, RateLimited
 from billing_api.api.errors import NotAcceptable, VersionGone
+from billing_api.api.negotiation import problem_format
 from billing_api.errors import BillingError, Conflict, InvalidInput, NotFound, PermissionDenied
+from billing_api.export.values import drop_xml_illegal, xml_text
 
 log = logging.getLogger("billing_api.api")
 
@@ -53,14 +56,6 @@ def status_for(exc: BillingError) -> int:
     return 500
 
 
-def wants_json(request: Request) -> bool:
-    chosen = request.query_params.get("format", "").lower()
-    if chosen in ("json", "xml"):
-        return chosen == "json"
-    accept = request.headers.get("accept", "").lower()
-    return "application/json" in accept or "+json" in accept
-
-
 def problem_response(request: Request, status: int, code: str, detail: str,
                      headers: dict[str, str] | None = None, field: str | None = None) -> Response:
     body: dict[str, str | int] = {
@@ -69,11 +64,15 @@ def problem_response(request: Request, status: int, code: str, detail: str,
     }
     if field:
         body["field"] = field
-    if wants_json(request):
-        content = json.dumps(body, ensure_ascii=False, sort_keys=True)
+    # The path, the detail and the field may hold anything a client sent: what XML 1.0 cannot
+    # hold (controls, lone surrogates) is dropped in both formats, so the answer always parses
+    # and JSON and XML say the same.
+    clean = {k: drop_xml_illegal(v) if isinstance(v, str) else v for k, v in body.items()}
+    if problem_format(request) == "json":
+        content = json.dumps(clean, ensure_ascii=False, sort_keys=True)
         media_type = "application/problem+json"
     else:
-        inner = "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in body.items())
+        inner = "".join(f"<{k}>{xml_text(str(v))}</{k}>" for k, v in clean.items())
         content = ('<?xml version="1.0" encoding="utf-8"?>\n'
                    f'<problem xmlns="urn:ietf:rfc:7807">{inner}</problem>')
         media_type = "application/problem+xml"

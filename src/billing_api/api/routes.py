@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request, Response, Security
 from fastapi.security import APIKeyHeader
 
+from billing_api.access import links
 from billing_api.api import negotiation
 from billing_api.api.deps import CallerDep, api_router
 from billing_api.api.errors import VersionGone
@@ -25,6 +26,9 @@ from billing_api.export.documents import invoice_shape
 from billing_api.export.stream import document_response, invoice_document, open_export
 
 MEDIA_TYPES = {"xml": "application/xml; charset=utf-8", "json": "application/json"}
+# Every query parameter a route takes (token: a download link's, api/deps.py); others are a 400.
+INVOICE_PARAMETERS = frozenset({"startDate", "endDate", "format", links.TOKEN_PARAM})
+DETAILS_PARAMETERS = INVOICE_PARAMETERS | {"subscriptionId"}
 
 # Declared for the OpenAPI description only: the router's dependency does the checking.
 api_key_header = APIKeyHeader(
@@ -34,7 +38,6 @@ api_key_header = APIKeyHeader(
     description="The API key generated under Your APIs (profile), for one environment "
     "(production or sandbox). Works only from a whitelisted IP address.",
 )
-DATE_PATTERN = "^[0-9]{4}-?[0-9]{2}-?[0-9]{2}$"
 
 
 def resolve_version(
@@ -73,9 +76,10 @@ StartDate = Annotated[
     Query(
         alias="startDate",
         description="First invoice date (the day an invoice was issued), inclusive: "
-        "YYYYMMDD or YYYY-MM-DD. Default: three months before endDate.",
+        "YYYYMMDD or YYYY-MM-DD, a real calendar date (an empty value is refused). "
+        "Default: three months before endDate.",
         examples=["20260801"],
-        json_schema_extra={"pattern": DATE_PATTERN},
+        json_schema_extra={"pattern": negotiation.DATE_PATTERN},
     ),
 ]
 EndDate = Annotated[
@@ -83,16 +87,18 @@ EndDate = Annotated[
     Query(
         alias="endDate",
         description="Last invoice date (the day an invoice was issued), inclusive: "
-        "YYYYMMDD or YYYY-MM-DD. Default: today.",
+        "YYYYMMDD or YYYY-MM-DD, a real calendar date, not before startDate (an empty value "
+        "is refused). Default: today.",
         examples=["20261031"],
-        json_schema_extra={"pattern": DATE_PATTERN},
+        json_schema_extra={"pattern": negotiation.DATE_PATTERN},
     ),
 ]
 Format = Annotated[
     str | None,
     Query(
         alias="format",
-        description="xml or json; wins over the Accept header. Default: from Accept, else xml.",
+        description="xml or json (lower case); wins over the Accept header. Default: from "
+        "Accept, else xml.",
         examples=["json"],
         json_schema_extra={"enum": ["xml", "json"]},
     ),
@@ -131,6 +137,7 @@ def _invoice_endpoint(endpoint: str, summary: str) -> None:
         format_: Format = None,
         api_key: ApiKey = None,
     ) -> Response:
+        negotiation.refuse_unknown_parameters(request, INVOICE_PARAMETERS)
         fmt = negotiation.choose_format(request)
         window = negotiation.date_range(request, request.app.state.settings.today())
         scope = negotiation.scope_for(caller.company_id, caller.environment, window)
@@ -177,7 +184,7 @@ def subscription_details(
             description="Required: the subscription's id (SubscriptionID on invoice "
             "documents). One of another partner or environment is 404, like a missing one.",
             examples=["42"],
-            json_schema_extra={"pattern": "^[0-9]{1,18}$"},
+            json_schema_extra={"pattern": negotiation.SUBSCRIPTION_ID_PATTERN},
         ),
     ] = None,
     start_date: StartDate = None,
@@ -185,6 +192,7 @@ def subscription_details(
     format_: Format = None,
     api_key: ApiKey = None,
 ) -> Response:
+    negotiation.refuse_unknown_parameters(request, DETAILS_PARAMETERS)
     fmt = negotiation.choose_format(request)
     window = negotiation.date_range(request, request.app.state.settings.today())
     wanted = negotiation.subscription_id(request)

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 
-from billing_api.api.openapi_docs import PROBLEM_SCHEMA
+from billing_api.api.openapi_problems import error_responses
+from billing_api.api.versions import ENDPOINTS
 from billing_api.errors import NotFound
 
 SCHEMA_PACKAGE = "billing_api.api"
 SCHEMA_FOLDER = "schemas"
 MEDIA_TYPE = "application/xml"
+# Declared in the description (a combination that has no file is a 404, also declared).
+SCHEMA_VERSIONS = ("v2", "v3", "v4")
+SCHEMA_DOCUMENTS = (*ENDPOINTS, "types")
 
 router = APIRouter(prefix="/api/schemas", tags=["schemas"])
 
@@ -47,17 +52,17 @@ def published() -> dict[tuple[str, str], bytes]:
     response_class=Response,
     responses={
         200: {"content": {MEDIA_TYPE: {"schema": {"type": "string"}}}},
-        404: {
-            "description": "No such version or document.",
-            "content": {
-                "application/problem+json": {"schema": PROBLEM_SCHEMA},
-                "application/problem+xml": {"schema": {"type": "string"}},
-            },
-        },
+        **error_responses([404]),
     },
     operation_id="schema",
 )
-def schema(version: str, document: str) -> Response:
+def schema(
+    version: Annotated[str, Path(description="An API version that has schemas.",
+                                 json_schema_extra={"enum": list(SCHEMA_VERSIONS)})],
+    document: Annotated[str, Path(description="A document, or `types` (shared types; only "
+                                  "in the versions whose schemas define them).",
+                                  json_schema_extra={"enum": list(SCHEMA_DOCUMENTS)})],
+) -> Response:
     body = published().get((version, document))
     if body is None:
         versions = sorted({v for v, _ in published()})

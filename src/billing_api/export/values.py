@@ -85,7 +85,13 @@ needs_xml_escape = _XML_SPECIAL.search
 
 
 def xml_escape(value: str) -> str:
-    return _XML_ILLEGAL.sub("", value).translate(_XML_ENTITIES)
+    return drop_xml_illegal(value).translate(_XML_ENTITIES)
+
+
+def drop_xml_illegal(value: str) -> str:
+    """``value`` without the characters XML 1.0 forbids (for text that is not XML-escaped
+    here but must say the same as its XML twin, e.g. a JSON problem document)."""
+    return _XML_ILLEGAL.sub("", value)
 
 
 # The caches' look-ups, for the compiled renderers to try before calling (never "" inside).

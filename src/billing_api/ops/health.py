@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from billing_api.access.client_address import client_address
+from billing_api.access.client_address import request_resolved
 from billing_api.api.problems import DB_RETRY_AFTER
 from billing_api.ops import metrics
 from billing_api.settings import Settings
@@ -52,11 +52,14 @@ def readyz(request: Request) -> PlainTextResponse:
 @router.get("/metrics")
 async def prometheus_metrics(request: Request) -> Response:
     settings: Settings = request.app.state.settings
-    peer = request.client.host if request.client else None
-    address = client_address(peer, request.headers, settings.trusted_proxies)
+    resolved = request_resolved(request, settings.trusted_proxies)
+    address = resolved.address
+    if address is None:
+        return PlainTextResponse(f"metrics are not served when the client address is unknown: "
+                                 f"{resolved.why}", status_code=403, headers=NO_STORE)
     if not metrics.allowed(address, metrics.parse_networks(settings.metrics_allow)):
         return PlainTextResponse(
-            f"metrics are not served to {address or 'an unknown address'}: add the scraper's "
+            f"metrics are not served to {address}: add the scraper's "
             "network to BILLING_API_METRICS_ALLOW", status_code=403, headers=NO_STORE)
     body = await run_in_threadpool(metrics.exposition, request.app.state.engine)
     return Response(body, media_type=metrics.CONTENT_TYPE, headers=NO_STORE)

@@ -36,7 +36,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from billing_api.access import audit, permissions, sessions
-from billing_api.access.client_address import client_address
+from billing_api.access.client_address import request_client_address
 from billing_api.access.errors import RateLimited
 from billing_api.access.models import Company, User
 from billing_api.db import is_lock_timeout, transaction, utcnow
@@ -137,8 +137,7 @@ def db(request: Request) -> Session:
 
 def visitor_address(request: Request) -> str:
     """The visitor's address as the API's whitelist would see it ("" when unknown)."""
-    peer = request.client.host if request.client else None
-    address = client_address(peer, request.headers, settings_of(request).trusted_proxies)
+    address = request_client_address(request, settings_of(request).trusted_proxies)
     return str(address) if address else ""
 
 
