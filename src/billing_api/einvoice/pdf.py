@@ -1,16 +1,19 @@
 """One invoice as a PDF: the human-readable twin of the UBL, from the same rows and totals.
 
-fpdf2 (pure Python) draws it; a TTF with wide Unicode coverage is embedded (subset) so that
-Greek, Cyrillic, Arabic or accented names render and ``pdftotext`` extracts them. The font is
-the first found of: ``BILLING_API_PDF_FONT`` (a .ttf path), Debian's DejaVu Sans
-(``fonts-dejavu-core``, installed by ``scripts/install-system-deps``), the DejaVu Sans that
-matplotlib ships (when installed). Without any, the PDF uses the standard Helvetica, which
-covers Latin-1 only: other characters print as ``?`` and a warning is logged once.
-Characters the font lacks are replaced by ``?`` too (never a missing-glyph box or an error).
+ReportLab's canvas draws it (measured against fpdf2 in docs/einvoicing.md: fpdf2 re-parses
+and re-subsets the TrueType font with fontTools for every document, ReportLab parses it once
+per process and subsets cheaply). A TrueType font is embedded (subset) so that text is
+extractable (``pdftotext``) and non-Latin names render. The font is the first found of:
+``BILLING_API_PDF_FONT`` (a .ttf path; a ``-Bold`` twin beside it is used for bold), Debian's
+DejaVu Sans (``fonts-dejavu-core``, which ``scripts/install-system-deps`` installs), the
+DejaVu Sans matplotlib ships (when installed), and last Bitstream Vera, which ReportLab itself
+ships: so a fresh machine without root still renders, Latin text fully, and characters the
+font lacks as ``?`` (a warning is logged once). Never a missing-glyph box or an error.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -20,85 +23,92 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from fpdf import FPDF
-from fpdf.enums import MethodReturnValue, XPos, YPos
+import reportlab
+from reportlab.lib.pagesizes import A4
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.pdfgen.canvas import Canvas
 
 from billing_api.einvoice import source as s
 from billing_api.einvoice import ubl
+from billing_api.export.values import money as price_text
 from billing_api.export.values import plain
 
 log = logging.getLogger("billing_api.einvoice")
 
 DEBIAN_FONTS = Path("/usr/share/fonts/truetype/dejavu")
-FAMILY = "InvoiceSans"
-LINE_HEIGHT = 4.2
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+REGULAR, BOLD = "EInvoiceSans", "EInvoiceSans-Bold"
+MM = 72 / 25.4
+PAGE_WIDTH, PAGE_HEIGHT = A4
+LEFT, RIGHT, TOP, BOTTOM = 15 * MM, PAGE_WIDTH - 15 * MM, PAGE_HEIGHT - 15 * MM, 18 * MM
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 LEGAL_NOTES = {
-    "AE": "Reverse charge: VAT to be accounted for by the recipient (Article 196 / 199 "
-    "Directive 2006/112/EC).",
+    "AE": "Reverse charge: VAT to be accounted for by the recipient "
+    "(Articles 196 and 199 of Directive 2006/112/EC).",
     "G": "Export outside the EU: no EU VAT charged.",
 }
-# Lines table: (title, width in mm, alignment).
+# Lines table: (title, width in mm, right-aligned).
 COLUMNS = (
-    ("Description", 74, "L"),
-    ("Period", 36, "L"),
-    ("Quantity", 18, "R"),
-    ("Unit price", 20, "R"),
-    ("VAT", 12, "R"),
-    ("Amount", 20, "R"),
+    ("Description", 70, False),
+    ("Period", 24, False),
+    ("Quantity", 22, True),
+    ("Unit price", 22, True),
+    ("VAT", 16, True),
+    ("Amount", 26, True),
 )
 
 
 @dataclass(frozen=True)
-class FontFiles:
+class Font:
     regular: Path
     bold: Path
     charset: frozenset[int]
+    unicode: bool  # False: the Latin-only last resort
 
 
-def _candidates() -> list[tuple[Path, Path]]:
-    found: list[tuple[Path, Path]] = []
+def _candidates() -> list[tuple[Path, Path, bool]]:
+    found: list[tuple[Path, Path, bool]] = []
     configured = os.environ.get("BILLING_API_PDF_FONT", "").strip()
     if configured:
         path = Path(configured)
         bold = path.with_name(path.stem + "-Bold" + path.suffix)
-        found.append((path, bold if bold.is_file() else path))
-    found.append((DEBIAN_FONTS / "DejaVuSans.ttf", DEBIAN_FONTS / "DejaVuSans-Bold.ttf"))
+        found.append((path, bold if bold.is_file() else path, True))
+    found.append((DEBIAN_FONTS / "DejaVuSans.ttf", DEBIAN_FONTS / "DejaVuSans-Bold.ttf", True))
     try:
         import matplotlib  # noqa: PLC0415 (optional: only its bundled font is used)
 
         ttf = Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf"
-        found.append((ttf / "DejaVuSans.ttf", ttf / "DejaVuSans-Bold.ttf"))
+        found.append((ttf / "DejaVuSans.ttf", ttf / "DejaVuSans-Bold.ttf", True))
     except ImportError:
         pass
+    bundled = Path(reportlab.__file__).parent / "fonts"
+    found.append((bundled / "Vera.ttf", bundled / "VeraBd.ttf", False))
     return found
 
 
 @lru_cache(maxsize=1)
-def font_files() -> FontFiles | None:
-    """The Unicode font to embed, or None (Helvetica, Latin-1 only)."""
-    from fontTools.ttLib import TTFont  # noqa: PLC0415 (fpdf2's dependency, needed here only)
-
-    for regular, bold in _candidates():
+def font() -> Font:
+    """The font to embed, registered with ReportLab once per process."""
+    for regular, bold, unicode in _candidates():
         if regular.is_file() and bold.is_file():
-            with TTFont(regular, lazy=True) as font:
-                charset = frozenset(font.getBestCmap())
-            return FontFiles(regular, bold, charset)
-    log.warning(
-        "no Unicode TrueType font found (install fonts-dejavu-core or set "
-        "BILLING_API_PDF_FONT): PDFs use Helvetica and print non-Latin-1 text as '?'"
-    )
-    return None
+            face = TTFont(REGULAR, str(regular))
+            pdfmetrics.registerFont(face)
+            pdfmetrics.registerFont(TTFont(BOLD, str(bold)))
+            if not unicode:
+                log.warning(
+                    "no Unicode TrueType font found (install fonts-dejavu-core or set "
+                    "BILLING_API_PDF_FONT): PDFs use Bitstream Vera, non-Latin text prints as ?"
+                )
+            return Font(regular, bold, frozenset(face.face.charToGlyph), unicode)
+    raise RuntimeError("no TrueType font found, not even ReportLab's own Vera.ttf")
 
 
-def clean(text: str, charset: frozenset[int] | None) -> str:
-    """Printable text the font can show: controls become spaces, missing glyphs ``?``."""
+def clean(text: str, charset: frozenset[int]) -> str:
+    """One line of text the font can show: controls become spaces, missing glyphs ``?``."""
     text = _CONTROLS.sub(" ", text)
-    if charset is None:
-        return text.encode("latin-1", "replace").decode("latin-1")
     if all(ord(char) in charset for char in text):
         return text
-    return "".join(char if ord(char) in charset or char == "\n" else "?" for char in text)
+    return "".join(char if ord(char) in charset else "?" for char in text)
 
 
 def money(units: int, currency: str = "") -> str:
@@ -106,53 +116,105 @@ def money(units: int, currency: str = "") -> str:
     text = ubl.amount(units)
     sign = "-" if text.startswith("-") else ""
     whole, _, cents = text.lstrip("-").partition(".")
-    grouped = f"{int(whole):,}"
-    return f"{sign}{grouped}.{cents}" + (f" {currency}" if currency else "")
+    return f"{sign}{int(whole):,}.{cents}" + (f" {currency}" if currency else "")
 
 
-class _Document(FPDF):
-    def __init__(self, title: str, number: str, font: FontFiles | None) -> None:
-        super().__init__(format="A4", unit="mm")
-        self._title_text = f"{title} {number}"
-        self.charset = font.charset if font is not None else None
-        if font is not None:
-            self.add_font(FAMILY, "", str(font.regular))
-            self.add_font(FAMILY, "B", str(font.bold))
-            self.family = FAMILY
+class _Page:
+    """A canvas with a text cursor that starts a new page when the next block won't fit."""
+
+    def __init__(self, title: str, charset: frozenset[int]) -> None:
+        self.buffer = io.BytesIO()
+        self.canvas = Canvas(self.buffer, pagesize=A4, pageCompression=1, invariant=1,
+                             initialFontName=REGULAR, initialFontSize=9)
+        self.canvas.setTitle(title)
+        self.canvas.setCreator("billing-api")
+        self.title = title
+        self.charset = charset
+        self.page = 1
+        self.y = TOP
+        self.on_new_page: Any = None  # redraws a table's header after a break
+
+    def t(self, value: Any) -> str:
+        return clean(str(value), self.charset)
+
+    def wrap(self, text: str, size: float, width: float, bold: bool = False) -> list[str]:
+        """Lines of at most ``width`` points; a word longer than that is cut."""
+        name = BOLD if bold else REGULAR
+        lines: list[str] = []
+        for paragraph in str(text).split("\n"):
+            current = ""
+            for word in self.t(paragraph).split(" "):
+                candidate = f"{current} {word}" if current else word
+                if pdfmetrics.stringWidth(candidate, name, size) <= width:
+                    current = candidate
+                    continue
+                if current:
+                    lines.append(current)
+                current = ""
+                while pdfmetrics.stringWidth(word, name, size) > width:
+                    cut = len(word) - 1
+                    while cut > 1 and pdfmetrics.stringWidth(word[:cut], name, size) > width:
+                        cut = max(1, cut * 3 // 4) if cut > 40 else cut - 1
+                    lines.append(word[:cut])
+                    word = word[cut:]
+                current = word
+            lines.append(current)
+        return lines or [""]
+
+    def need(self, height: float) -> None:
+        if self.y - height < BOTTOM:
+            self._footer()
+            self.canvas.showPage()
+            self.page += 1
+            self.y = TOP
+            if self.on_new_page is not None:
+                self.on_new_page()
+
+    def _footer(self) -> None:
+        self.canvas.setFont(REGULAR, 7)
+        self.canvas.drawCentredString(PAGE_WIDTH / 2, 10 * MM,
+                                      self.t(f"{self.title} - page {self.page}"))
+
+    def text(self, x: float, value: str, size: float = 9, bold: bool = False,
+             right: bool = False) -> None:
+        self.canvas.setFont(BOLD if bold else REGULAR, size)
+        if right:
+            self.canvas.drawRightString(x, self.y, self.t(value))
         else:
-            self.family = "helvetica"
-        self.set_auto_page_break(True, margin=18)
-        self.set_margins(15, 15, 15)
-        self.set_title(self.t(self._title_text))
-        self.set_creator("billing-api")
+            self.canvas.drawString(x, self.y, self.t(value))
 
-    def t(self, text: Any) -> str:
-        return clean(str(text), self.charset)
+    def paragraph(self, x: float, width: float, value: str, size: float = 9,
+                  bold: bool = False) -> None:
+        leading = size * 1.3
+        for line in self.wrap(value, size, width, bold):
+            self.need(leading)
+            self.text(x, line, size, bold)
+            self.y -= leading
 
-    def footer(self) -> None:
-        self.set_y(-12)
-        self.set_font(self.family, "", 7)
-        self.cell(0, 4, self.t(f"{self._title_text} - page {self.page_no()}/{{nb}}"),
-                  align="C")
+    def finish(self) -> bytes:
+        self._footer()
+        self.canvas.showPage()
+        self.canvas.save()
+        return self.buffer.getvalue()
 
 
 def render(inv: s.EInvoice) -> bytes:
     h = inv.header
     credit = h.total_incl < 0
     title = "Credit note" if credit else "Invoice"
-    pdf = _Document(title, h.number, font_files())
-    pdf.alias_nb_pages()
-    pdf.add_page()
-    f = pdf.family
+    page = _Page(f"{title} {h.number}", font().charset)
 
-    pdf.set_font(f, "B", 16)
-    pdf.cell(0, 8, pdf.t(title), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    top = pdf.get_y() + 2
-    _party_block(pdf, 15, top, "From (seller)", inv.seller)
-    _party_block(pdf, 110, top, "To (buyer)", inv.buyer)
-    pdf.set_y(max(pdf.get_y(), top + 34) + 3)
+    page.y -= 4
+    page.text(LEFT, title, 16, bold=True)
+    page.y -= 22
+    top = page.y
+    page.y = top
+    _party_block(page, LEFT, "From (seller)", inv.seller)
+    seller_end = page.y
+    page.y = top
+    _party_block(page, LEFT + 92 * MM, "To (buyer)", inv.buyer)
+    page.y = min(page.y, seller_end) - 8
 
-    pdf.set_font(f, "", 9)
     meta = [
         ("Invoice number", h.number),
         ("Invoice date", ubl.iso(h.date)),
@@ -162,14 +224,12 @@ def render(inv: s.EInvoice) -> bytes:
         ("Currency", h.currency),
     ]
     for label, value in meta:
-        pdf.set_font(f, "B", 9)
-        pdf.cell(34, LINE_HEIGHT + 0.6, pdf.t(label))
-        pdf.set_font(f, "", 9)
-        pdf.multi_cell(0, LINE_HEIGHT + 0.6, pdf.t(value), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        page.need(12)
+        page.text(LEFT, label, 9, bold=True)
+        page.paragraph(LEFT + 34 * MM, RIGHT - LEFT - 34 * MM, value)
     if h.description.strip():
-        pdf.multi_cell(0, LINE_HEIGHT + 0.6, pdf.t(h.description), new_x=XPos.LMARGIN,
-                       new_y=YPos.NEXT)
-    pdf.ln(3)
+        page.paragraph(LEFT, RIGHT - LEFT, h.description)
+    page.y -= 8
 
     categories: dict[tuple[str, int], list[int]] = {}
     groups: dict[str, list[Sequence[Any]]] = {}
@@ -180,24 +240,21 @@ def render(inv: s.EInvoice) -> bytes:
         sums[0] += line[s.L_EXTENDED]
         sums[1] += line[s.L_VAT]
     for charge_type, lines in groups.items():
-        _lines_table(pdf, charge_type, lines, inv.zones)
+        _lines_table(page, charge_type, lines, inv.zones)
 
-    _vat_breakdown(pdf, categories, h.currency)
-    _totals(pdf, h)
-    _payment(pdf, inv, credit)
-    return bytes(pdf.output())
+    _vat_breakdown(page, categories, h.currency)
+    _totals(page, h)
+    _payment(page, inv, credit)
+    return page.finish()
 
 
-def _party_block(pdf: _Document, x: float, y: float, heading: str,
-                 party: dict[str, Any]) -> None:
-    f = pdf.family
-    pdf.set_xy(x, y)
-    pdf.set_font(f, "B", 8)
-    pdf.cell(90, LINE_HEIGHT, pdf.t(heading), new_x=XPos.LEFT, new_y=YPos.NEXT)
-    pdf.set_font(f, "B", 10)
-    pdf.multi_cell(88, LINE_HEIGHT + 0.8, pdf.t(party.get("CompanyName") or ""),
-                   new_x=XPos.LEFT, new_y=YPos.NEXT)
-    pdf.set_font(f, "", 8.5)
+def _party_block(page: _Page, x: float, heading: str, party: dict[str, Any]) -> None:
+    width = 88 * MM
+    page.text(x, heading, 8, bold=True)
+    page.y -= 12
+    for line in page.wrap(party.get("CompanyName") or "", 10, width, bold=True):
+        page.text(x, line, 10, bold=True)
+        page.y -= 12
     rows = [
         party.get("Address") or "",
         " ".join(str(part) for part in (party.get("PostalCode"), party.get("City")) if part),
@@ -210,115 +267,124 @@ def _party_block(pdf: _Document, x: float, y: float, heading: str,
     ]
     for row in rows:
         if str(row).strip():
-            pdf.set_x(x)
-            pdf.multi_cell(88, LINE_HEIGHT, pdf.t(row), new_x=XPos.LEFT, new_y=YPos.NEXT)
+            for line in page.wrap(row, 8.5, width):
+                page.text(x, line, 8.5)
+                page.y -= 11
 
 
-def _table_header(pdf: _Document) -> None:
-    pdf.set_font(pdf.family, "B", 8)
-    pdf.set_fill_color(230, 230, 230)
-    for title, width, align in COLUMNS:
-        pdf.cell(width, LINE_HEIGHT + 1, title, align=align, fill=True)
-    pdf.ln(LINE_HEIGHT + 1)
-    pdf.set_font(pdf.family, "", 8)
+def _x_positions() -> list[float]:
+    positions, x = [], LEFT
+    for _title, width, _right in COLUMNS:
+        positions.append(x)
+        x += width * MM
+    return positions
 
 
-def _lines_table(pdf: _Document, charge_type: str, lines: list[Sequence[Any]],
+XS = _x_positions()
+
+
+def _table_header(page: _Page) -> None:
+    page.canvas.setFillGray(0.9)
+    page.canvas.rect(LEFT, page.y - 3, RIGHT - LEFT, 12, stroke=0, fill=1)
+    page.canvas.setFillGray(0)
+    for (title, width, right), x in zip(COLUMNS, XS, strict=True):
+        page.text(x + width * MM - 2 if right else x + 1, title, 8, bold=True, right=right)
+    page.y -= 14
+
+
+def _lines_table(page: _Page, charge_type: str, lines: list[Sequence[Any]],
                  zones: dict[int, str]) -> None:
-    pdf.set_font(pdf.family, "B", 10)
-    if pdf.will_page_break(3 * LINE_HEIGHT + 8):
-        pdf.add_page()
-    pdf.cell(0, LINE_HEIGHT + 2, pdf.t(charge_type), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    _table_header(pdf)
+    page.on_new_page = None
+    page.need(60)
+    page.text(LEFT, charge_type, 10, bold=True)
+    page.y -= 14
+    _table_header(page)
+    page.on_new_page = lambda: _table_header(page)
     subtotal = 0
-    desc_width = COLUMNS[0][1]
+    leading = 10
+    description_width = COLUMNS[0][1] * MM - 4
     for line in lines:
-        description = pdf.t(line[s.L_DESCRIPTION] or line[s.L_SKU])
-        sku = pdf.t(line[s.L_SKU])
-        text = f"{description}\n{sku}" if sku.strip() else description
-        wrapped = pdf.multi_cell(desc_width, LINE_HEIGHT, text, dry_run=True,
-                                 output=MethodReturnValue.LINES)
-        height = max(len(wrapped), 2) * LINE_HEIGHT
-        if pdf.will_page_break(height):
-            pdf.add_page()
-            _table_header(pdf)
-        x, y = pdf.get_x(), pdf.get_y()
-        pdf.multi_cell(desc_width, LINE_HEIGHT, text, new_x=XPos.RIGHT, new_y=YPos.TOP)
-        pdf.set_xy(x + desc_width, y)
+        text = line[s.L_DESCRIPTION] or line[s.L_SKU]
+        wrapped = page.wrap(text, 8, description_width)
+        if line[s.L_SKU].strip():
+            wrapped += page.wrap(line[s.L_SKU], 7, description_width)
         quantity, price = ubl.line_quantity(line, 1)
         cat = ubl.category(zones.get(line[s.L_ZONE], ""), line[s.L_PERCENT])
-        values = (
-            f"{ubl.iso(line[s.L_START])}\n{ubl.iso(line[s.L_END])}",
-            ubl.decimal_text(quantity, 8),
-            ubl.decimal_text(price, 4),
-            f"{cat.code} {plain(line[s.L_PERCENT])}%",
-            money(line[s.L_EXTENDED]),
+        columns = (
+            [ubl.iso(line[s.L_START]), ubl.iso(line[s.L_END])],
+            [ubl.decimal_text(quantity, 8)],
+            [price_text(price)],
+            [f"{cat.code} {plain(line[s.L_PERCENT])}%"],
+            [money(line[s.L_EXTENDED])],
         )
-        for (_title, width, align), value in zip(COLUMNS[1:], values, strict=True):
-            pdf.multi_cell(width, LINE_HEIGHT, value, align=align, new_x=XPos.RIGHT,
-                           new_y=YPos.TOP)
-        pdf.set_xy(pdf.l_margin, y + height)
         discount = ubl.line_adjustment(line, 1)
+        rows = max(len(wrapped), 2) + (1 if discount > 0 else 0)
+        page.need(rows * leading + 2)
+        top = page.y
+        for n, part in enumerate(wrapped):
+            page.y = top - n * leading
+            page.text(XS[0] + 1, part, 8 if n == 0 or not line[s.L_SKU].strip() else 7)
+        for (_title, width, right), x, values in zip(COLUMNS[1:], XS[1:], columns, strict=True):
+            for n, value in enumerate(values):
+                page.y = top - n * leading
+                page.text(x + width * MM - 2 if right else x + 1, value, 8, right=right)
         if discount > 0:
-            pdf.set_x(pdf.l_margin + 4)
-            pdf.cell(0, LINE_HEIGHT, f"incl. discount {money(discount * ubl.CENT)}",
-                     new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            page.y = top - (rows - 1) * leading
+            page.text(XS[0] + 8, f"incl. discount {money(discount * ubl.CENT)}", 7)
+        page.y = top - rows * leading - 2
         subtotal += line[s.L_EXTENDED]
-    pdf.set_font(pdf.family, "B", 8)
-    pdf.cell(sum(width for _t, width, _a in COLUMNS[:-1]), LINE_HEIGHT + 1,
-             pdf.t(f"Subtotal {charge_type}"), align="R")
-    pdf.cell(COLUMNS[-1][1], LINE_HEIGHT + 1, money(subtotal), align="R",
-             new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.ln(2)
+    page.on_new_page = None
+    page.need(14)
+    page.text(XS[-1] - 4, f"Subtotal {charge_type}", 8, bold=True, right=True)
+    page.text(RIGHT - 2, money(subtotal), 8, bold=True, right=True)
+    page.y -= 18
 
 
-def _vat_breakdown(pdf: _Document, categories: dict[tuple[str, int], list[int]],
+def _vat_breakdown(page: _Page, categories: dict[tuple[str, int], list[int]],
                    currency: str) -> None:
-    if pdf.will_page_break(LINE_HEIGHT * (len(categories) + 4)):
-        pdf.add_page()
-    f = pdf.family
-    pdf.set_font(f, "B", 10)
-    pdf.cell(0, LINE_HEIGHT + 2, "VAT breakdown", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.set_font(f, "B", 8)
-    for title, width in (("Category", 30), ("Rate", 20), ("Taxable", 40), ("VAT", 40)):
-        pdf.cell(width, LINE_HEIGHT + 1, title, align="L" if width == 30 else "R")
-    pdf.ln(LINE_HEIGHT + 1)
-    pdf.set_font(f, "", 8)
+    page.need(14 * (len(categories) + 3))
+    page.text(LEFT, "VAT breakdown", 10, bold=True)
+    page.y -= 14
+    x_rate, x_taxable, x_vat = LEFT + 50 * MM, LEFT + 95 * MM, LEFT + 140 * MM
+    page.text(LEFT, "Category", 8, bold=True)
+    page.text(x_rate, "Rate", 8, bold=True, right=True)
+    page.text(x_taxable, "Taxable", 8, bold=True, right=True)
+    page.text(x_vat, "VAT", 8, bold=True, right=True)
+    page.y -= 12
     notes = []
     for (code, percent), (taxable, tax) in sorted(categories.items()):
-        pdf.cell(30, LINE_HEIGHT, code)
-        pdf.cell(20, LINE_HEIGHT, f"{plain(percent)}%", align="R")
-        pdf.cell(40, LINE_HEIGHT, money(taxable, currency), align="R")
-        pdf.cell(40, LINE_HEIGHT, money(tax, currency), align="R", new_x=XPos.LMARGIN,
-                 new_y=YPos.NEXT)
+        page.need(12)
+        page.text(LEFT, code, 8)
+        page.text(x_rate, f"{plain(percent)}%", 8, right=True)
+        page.text(x_taxable, money(taxable, currency), 8, right=True)
+        page.text(x_vat, money(tax, currency), 8, right=True)
+        page.y -= 12
         if code in LEGAL_NOTES:
             notes.append(LEGAL_NOTES[code])
     for note in notes:
-        pdf.multi_cell(0, LINE_HEIGHT, note, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.ln(2)
+        page.paragraph(LEFT, RIGHT - LEFT, note, 8)
+    page.y -= 8
 
 
-def _totals(pdf: _Document, h: s.Header) -> None:
-    if pdf.will_page_break(LINE_HEIGHT * 5):
-        pdf.add_page()
-    f = pdf.family
+def _totals(page: _Page, h: s.Header) -> None:
+    page.need(50)
     for label, units, bold in (
         ("Total excluding VAT", h.total_excl, False),
         ("VAT", h.total_vat, False),
         ("Total including VAT", h.total_incl, True),
     ):
-        pdf.set_font(f, "B" if bold else "", 10 if bold else 9)
-        pdf.cell(140, LINE_HEIGHT + 1.5, label, align="R")
-        pdf.cell(40, LINE_HEIGHT + 1.5, money(units, h.currency), align="R",
-                 new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.ln(3)
+        size = 10 if bold else 9
+        page.text(RIGHT - 45 * MM, label, size, bold=bold, right=True)
+        page.text(RIGHT, money(units, h.currency), size, bold=bold, right=True)
+        page.y -= 14
+    page.y -= 8
 
 
-def _payment(pdf: _Document, inv: s.EInvoice, credit: bool) -> None:
+def _payment(page: _Page, inv: s.EInvoice, credit: bool) -> None:
     h, seller = inv.header, inv.seller
-    pdf.set_font(pdf.family, "B", 10)
-    pdf.cell(0, LINE_HEIGHT + 2, "Payment", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.set_font(pdf.family, "", 9)
+    page.need(40)
+    page.text(LEFT, "Payment", 10, bold=True)
+    page.y -= 14
     if credit:
         text = f"Credit note: {money(-h.total_incl, h.currency)} is credited to the buyer."
     else:
@@ -328,4 +394,4 @@ def _payment(pdf: _Document, inv: s.EInvoice, credit: bool) -> None:
             f"({h.terms_days} days) to IBAN {seller.get('IBAN') or ''}{bic}, "
             f"{seller.get('CompanyName') or ''}, quoting {h.number}."
         )
-    pdf.multi_cell(0, LINE_HEIGHT + 0.6, pdf.t(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    page.paragraph(LEFT, RIGHT - LEFT, text)
