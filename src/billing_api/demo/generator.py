@@ -398,7 +398,7 @@ _BANKS = {
 }
 
 
-def peppol_ids(n: int, country: str) -> dict[str, str]:
+def peppol_ids(n: int, country: str) -> dict[str, Any]:
     """Customer ``n``'s electronic address, registration and bank account: valid by the
     schemes' own check digits, derived from ``n`` alone (no draw from the demo's random
     sequence, so everything else the demo makes stays as it was)."""

@@ -11,26 +11,38 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from billing_api.billing.models import Invoice, PriceLine
 from billing_api.einvoice import pdf, ubl
 from billing_api.einvoice import source as s
 from billing_api.einvoice.zipstream import ZipStream
 from billing_api.errors import NotFound
+from billing_api.export import source as export_source
+from billing_api.export.documents import DocumentShape
 from billing_api.export.source import Scope
+from billing_api.export.stream import _merge as merge  # the v4 documents' own merge
+from billing_api.export.writers import writer_for
 
 KINDS = {"invoices": "purchase", "customerinvoices": "customer"}
 FORMS = ("ubl", "pdf")
 
 
-def load(connection: Connection, endpoint: str, partner_id: int, environment: str,
-         number: str) -> s.EInvoice:
-    """One invoice of the caller's, complete; ``NotFound`` for another partner's or
-    environment's as for a missing one."""
+def find(connection: Connection, endpoint: str, partner_id: int, environment: str,
+         number: str) -> s.Header:
+    """One invoice's header; ``NotFound`` for another partner's or environment's invoice as
+    for a missing one."""
     header = s.find_invoice(connection, KINDS[endpoint], partner_id, environment, number)
     if header is None:
         raise NotFound(
             f"invoice {number!r} was not found among your {endpoint} in this environment",
             code="invoice_not_found",
         )
+    return header
+
+
+def load(connection: Connection, endpoint: str, partner_id: int, environment: str,
+         number: str) -> s.EInvoice:
+    """One invoice of the caller's, complete (see ``find``)."""
+    header = find(connection, endpoint, partner_id, environment, number)
     seller, buyer = s.Parties(connection, environment).of(header)
     return s.EInvoice(header, s.invoice_lines(connection, header, environment), seller, buyer,
                       s.tax_zones(connection))
@@ -51,6 +63,31 @@ def invoices(connection: Connection, endpoint: str, scope: Scope) -> Iterator[s.
     for header, lines in s.stream_invoices(connection, KINDS[endpoint], scope):
         seller, buyer = parties.of(header)
         yield s.EInvoice(header, lines, seller, buyer, zones)
+
+
+def v4_document(
+    connection: Connection, shape: DocumentShape, scope: Scope, fmt: str, invoice_id: int
+) -> Generator[bytes, None, None]:
+    """The v4 XML or JSON document holding only invoice ``invoice_id`` (dated in ``scope``),
+    written by the export's own writer and merge; closes ``connection``."""
+    dialect = connection.dialect.name
+    headers = export_source.stream(
+        connection,
+        export_source.invoice_query(dialect, shape.kind, scope).where(Invoice.id == invoice_id),
+    )
+    lines = export_source.stream(
+        connection,
+        export_source.line_query(
+            dialect, shape.kind, scope, with_attributes=shape.subscription_details,
+            with_sales=shape.consolidated,
+        ).where(PriceLine.invoice_id == invoice_id),
+    )
+    try:
+        yield from merge(writer_for(shape, fmt), shape, headers, lines)
+    finally:
+        lines.close()
+        headers.close()
+        connection.close()
 
 
 def zip_document(

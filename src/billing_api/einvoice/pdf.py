@@ -75,7 +75,7 @@ def _candidates() -> list[tuple[Path, Path, bool]]:
         found.append((path, bold if bold.is_file() else path, True))
     found.append((DEBIAN_FONTS / "DejaVuSans.ttf", DEBIAN_FONTS / "DejaVuSans-Bold.ttf", True))
     try:
-        import matplotlib  # noqa: PLC0415 (optional: only its bundled font is used)
+        import matplotlib
 
         ttf = Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf"
         found.append((ttf / "DejaVuSans.ttf", ttf / "DejaVuSans-Bold.ttf", True))

@@ -161,10 +161,7 @@ def render(inv: s.EInvoice, pdf: bytes | None = None) -> bytes:
         period_end = end if not period_end or end > period_end else period_end
         lines.append(_line(root, number, line, cat, sign, cur))
 
-    if credit or h.total_incl == 0:
-        payment = ""
-    else:
-        payment = _payment_means(inv.seller, h.number)
+    payment = "" if credit or h.total_incl == 0 else _payment_means(inv.seller, h.number)
     terms = (
         f"Payment within {h.terms_days} days, due {iso(h.due)}"
         if not credit

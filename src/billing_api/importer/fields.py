@@ -156,7 +156,8 @@ Money = Annotated[Decimal, PlainValidator(_non_negative)]
 Quantity = Money
 # Peppol code lists: EAS (electronic address) and ICD (legal registration) schemes are four
 # digits (0106, 0208, 9944, ...); empty means not known.
-SchemeCode = Annotated[str, _code(_SCHEME, "scheme_code", "must be a four-digit scheme such as 0106")]
+SchemeCode = Annotated[str, _code(
+    _SCHEME, "scheme_code", "must be a four-digit scheme such as 0106")]
 Iban = Annotated[str, PlainValidator(_iban)]
 Date = Annotated[dt.date, PlainValidator(_date)]
 Month = Annotated[str, PlainValidator(_month)]

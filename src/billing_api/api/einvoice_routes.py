@@ -1,0 +1,280 @@
+"""E-invoice forms on the API (v4 on): one invoice, and the bulk ZIP on the collections.
+
+``GET /api/v4/{invoices|customerinvoices}/{InvoiceID}`` answers one invoice as Peppol UBL,
+PDF, or the v4 XML/JSON document holding only it; ``format=ubl|pdf`` on the two collections
+answers a ZIP streamed entry by entry (``einvoice.documents``). Authentication and scoping
+are the collections': the router's dependency fixes partner and environment, and another
+partner's or environment's invoice is 404 like a missing one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Path, Query, Request, Response
+
+from billing_api.api import negotiation
+from billing_api.api.deps import ApiCaller, CallerDep, api_router
+from billing_api.api.errors import VersionGone
+from billing_api.api.openapi_docs import DOCUMENT_HEADERS, error_responses, problem_example
+from billing_api.api.versions import CURRENT, SERVED, VERSIONS, ApiVersion
+from billing_api.db import transaction
+from billing_api.einvoice import documents
+from billing_api.errors import InvalidInput, NotFound
+from billing_api.export.documents import invoice_shape
+from billing_api.export.stream import document_response, in_export_threads, open_export
+
+FORMS = documents.FORMS
+ENDPOINTS = tuple(documents.KINDS)
+MEDIA_TYPES = {
+    "ubl": "application/xml; charset=utf-8",
+    "xml": "application/xml; charset=utf-8",
+    "json": "application/json",
+    "pdf": "application/pdf",
+}
+INVOICE_ID_PATTERN = "^[^/]{1,40}$"
+
+
+def wanted_form(request: Request) -> str | None:
+    """``ubl`` or ``pdf`` when ``format=`` asks for an e-invoice form, else None."""
+    value = request.query_params.get("format")
+    if value is not None and value.strip().lower() in FORMS:
+        return value.strip().lower()
+    return None
+
+
+def refuse_before_v4(version: ApiVersion, endpoint: str, form: str) -> None:
+    if not version.v4_fields:
+        raise InvalidInput(
+            f"format={form} starts in {CURRENT}: use /api/{CURRENT}/{endpoint}?format={form}",
+            field="format",
+        )
+
+
+def embed_pdf(request: Request) -> bool:
+    value = request.query_params.get("embedPdf", "false").strip().lower()
+    if value not in ("true", "false", "1", "0"):
+        raise InvalidInput(f"embedPdf={value!r} is not a boolean: use true or false",
+                           field="embedPdf")
+    return value in ("true", "1")
+
+
+def _headers(version: ApiVersion, filename: str) -> dict[str, str]:
+    return {
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "X-Api-Version": version.name,
+        "Vary": "Accept",
+        "Cache-Control": "no-store",
+    }
+
+
+def bulk_response(
+    request: Request, caller: ApiCaller, version: ApiVersion, endpoint: str, form: str
+) -> Response:
+    """The collection as a ZIP of e-invoices (``format=ubl|pdf``), streamed."""
+    refuse_before_v4(version, endpoint, form)
+    embed = embed_pdf(request)
+    window = negotiation.date_range(request, request.app.state.settings.today())
+    scope = negotiation.scope_for(caller.company_id, caller.environment, window)
+    connection = open_export(request.app.state.engine)
+    chunks = documents.zip_document(connection, endpoint, scope, form, embed_pdf=embed)
+    start, end = (negotiation.compact(day) for day in window)
+    headers = _headers(version, f"{endpoint}_{version.name}_{start}_{end}_{form}.zip")
+    try:
+        first = next(chunks)  # the first invoice is rendered (and checked) before answering
+    except BaseException:
+        chunks.close()
+        raise
+    return _StreamedZip(first, chunks, headers)
+
+
+def _StreamedZip(first: bytes, rest: Any, headers: dict[str, str]) -> Response:
+    from starlette.responses import StreamingResponse
+
+    def body() -> Any:
+        try:
+            yield first
+            yield from rest
+        finally:
+            rest.close()
+
+    return StreamingResponse(in_export_threads(body()), media_type="application/zip",
+                             headers=headers)
+
+
+def resolve_version(
+    version: Annotated[
+        str,
+        Path(description=f"The API version: single invoices exist from {CURRENT} on.",
+             examples=[CURRENT], json_schema_extra={"enum": list(SERVED)}),
+    ],
+    request: Request,
+) -> ApiVersion:
+    found = VERSIONS.get(version)
+    if found is None:
+        raise NotFound(
+            f"API version {version!r} does not exist: the current version is {CURRENT}",
+            code="unknown_version",
+        )
+    if not found.served:
+        raise VersionGone(f"API version {version} has reached End of Life and is no longer "
+                          f"served: use {CURRENT}")
+    if not found.v4_fields:
+        raise NotFound(
+            f"single invoices start in {CURRENT}: use "
+            f"{request.url.path.replace(version, CURRENT, 1)}",
+            code="unknown_endpoint",
+        )
+    return found
+
+
+VersionDep = Annotated[ApiVersion, Depends(resolve_version)]
+InvoiceId = Annotated[
+    str,
+    Path(alias="InvoiceID", description="The invoice's `InvoiceID` as the documents show it.",
+         examples=["NW-0000042"], json_schema_extra={"pattern": INVOICE_ID_PATTERN}),
+]
+FormatParam = Annotated[
+    str | None,
+    Query(alias="format",
+          description="ubl (Peppol BIS Billing 3.0), pdf, xml or json (the v4 document holding "
+          "this one invoice); wins over Accept. Default: from Accept (application/pdf gives "
+          "the PDF), else xml.",
+          examples=["ubl"], json_schema_extra={"enum": ["ubl", "pdf", "xml", "json"]}),
+]
+EmbedPdf = Annotated[
+    str | None,
+    Query(alias="embedPdf",
+          description="With format=ubl: true adds the PDF inside the UBL as an "
+          "AdditionalDocumentReference.",
+          examples=["true"], json_schema_extra={"enum": ["true", "false"]}),
+]
+
+router = api_router(before_auth=[Depends(resolve_version)], tags=["e-invoices"])
+
+
+def _accepts_pdf(request: Request) -> bool:
+    """``Accept`` prefers ``application/pdf`` over every XML and JSON type it names."""
+    best_pdf = best_other = 0.0
+    for item in request.headers.get("accept", "").split(","):
+        media, _, params = item.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        media = media.strip().lower()
+        if media == "application/pdf":
+            best_pdf = max(best_pdf, quality)
+        elif media in (*negotiation.XML_TYPES, negotiation.JSON_TYPE):
+            best_other = max(best_other, quality)
+    return best_pdf > 0 and best_pdf >= best_other
+
+
+def _one_invoice(endpoint: str, summary: str) -> None:
+    def handler(
+        request: Request,
+        caller: CallerDep,
+        version: VersionDep,
+        invoice_id: InvoiceId,
+        format_: FormatParam = None,
+        embed: EmbedPdf = None,
+    ) -> Response:
+        form = wanted_form(request)
+        if form is None and request.query_params.get("format") is None and _accepts_pdf(request):
+            form = "pdf"
+        if form is None:
+            return _v4_document(request, caller, version, endpoint, invoice_id)
+        embed_it = embed_pdf(request)
+        with transaction(request.app.state.session_factory) as session:
+            inv = documents.load(session.connection(), endpoint, caller.company_id,
+                                 caller.environment, invoice_id)
+        body = documents.render(inv, form, embed_pdf=embed_it)
+        suffix = "pdf" if form == "pdf" else "xml"
+        return Response(body, media_type=MEDIA_TYPES[form],
+                        headers=_headers(version, f"{inv.header.number}.{suffix}"))
+
+    handler.__name__ = f"{endpoint}_one"
+    router.add_api_route(
+        f"/{endpoint}/{{InvoiceID}}",
+        handler,
+        methods=["GET"],
+        summary=summary,
+        response_class=Response,
+        responses=one_invoice_responses(),
+        operation_id=f"{endpoint}_one",
+    )
+
+
+def _v4_document(request: Request, caller: ApiCaller, version: ApiVersion, endpoint: str,
+                 number: str) -> Response:
+    """The v4 XML or JSON document holding only this invoice."""
+    fmt = negotiation.choose_format(request)
+    with transaction(request.app.state.session_factory) as session:
+        header = documents.find(session.connection(), endpoint, caller.company_id,
+                                caller.environment, number)
+    day = negotiation.parse_date("Date", header.date)
+    scope = negotiation.scope_for(caller.company_id, caller.environment, (day, day))
+    connection = open_export(request.app.state.engine)
+    shape = invoice_shape(endpoint, version.v4_fields)
+    body = documents.v4_document(connection, shape, scope, fmt, header.id)
+    return document_response(body, MEDIA_TYPES[fmt],
+                             _headers(version, f"{header.number}.{fmt}"))
+
+
+def one_invoice_responses() -> dict[int | str, dict[str, Any]]:
+    binary = {"type": "string", "format": "binary"}
+    responses: dict[int | str, dict[str, Any]] = {
+        200: {
+            "description": "The invoice as a file: Peppol BIS Billing 3.0 UBL (`format=ubl`, "
+            "an Invoice or, for a negative total, a CreditNote), a PDF, or the v4 document "
+            "holding only this invoice (XML or JSON).",
+            "headers": {k: v for k, v in DOCUMENT_HEADERS.items() if k not in ("Deprecation",
+                                                                              "Link")},
+            "content": {
+                "application/xml": {"schema": binary},
+                "application/pdf": {"schema": binary},
+                "application/json": {"schema": {"type": "object"}},
+            },
+        },
+    }
+    responses.update(error_responses())
+    responses.pop(410, None)
+    responses[409] = incomplete_party_response()
+    return responses
+
+
+def incomplete_party_response() -> dict[str, Any]:
+    body = problem_example(
+        409, "einvoice_party_incomplete",
+        "invoice NW-0000042 cannot be an e-invoice: the buyer (customer) (Acme BV) has no "
+        "electronic address (EndpointID); add EndpointID to its data (import or portal) and "
+        "ask again",
+        "buyer (customer).EndpointID",
+    )
+    from billing_api.api.openapi_docs import problem_xml
+
+    return {
+        "description": "A party of the invoice lacks what a valid e-invoice needs: the "
+        "problem names the field and the party (never an invalid document).",
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"},
+                                         "example": body},
+            "application/problem+xml": {"schema": {"$ref": "#/components/schemas/Problem"},
+                                        "example": problem_xml(body)},
+        },
+    }
+
+
+def collection_additions(responses: dict[int | str, dict[str, Any]]) -> None:
+    """What ``format=ubl|pdf`` adds to a collection's documented answers."""
+    responses[200]["content"]["application/zip"] = {"schema": {"type": "string",
+                                                               "format": "binary"}}
+    responses[409] = incomplete_party_response()
+
+
+_one_invoice("invoices", "One purchase invoice as Peppol UBL, PDF, XML or JSON")
+_one_invoice("customerinvoices", "One sales invoice as Peppol UBL, PDF, XML or JSON")
