@@ -203,7 +203,7 @@ def _partner(session: Session) -> Company:
         endpoint_scheme="0106",
         vat_number="NL987654321B01",
         bank_account="987654321",
-        iban="NL02RABO0123456789",
+        iban="NL44RABO0123456789",
         bic="RABONL2U",
         invoice_prefix="NW",
         terms_of_payment_days=14,

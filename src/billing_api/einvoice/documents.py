@@ -45,7 +45,14 @@ def load(connection: Connection, endpoint: str, partner_id: int, environment: st
     header = find(connection, endpoint, partner_id, environment, number)
     seller, buyer = s.Parties(connection, environment).of(header)
     return s.EInvoice(header, s.invoice_lines(connection, header, environment), seller, buyer,
-                      s.tax_zones(connection))
+                      s.tax_zones(connection), _corrects(connection, header, environment))
+
+
+def _corrects(connection: Connection, header: s.Header, environment: str
+              ) -> tuple[str, str] | None:
+    if header.total_incl >= 0:
+        return None
+    return s.corrected_invoice(connection, header, environment)
 
 
 def render(inv: s.EInvoice, form: str, *, embed_pdf: bool = False) -> bytes:
@@ -62,7 +69,8 @@ def invoices(connection: Connection, endpoint: str, scope: Scope) -> Iterator[s.
     zones = s.tax_zones(connection)
     for header, lines in s.stream_invoices(connection, KINDS[endpoint], scope):
         seller, buyer = parties.of(header)
-        yield s.EInvoice(header, lines, seller, buyer, zones)
+        yield s.EInvoice(header, lines, seller, buyer, zones,
+                         _corrects(connection, header, scope.environment))
 
 
 def v4_document(

@@ -67,6 +67,7 @@ class Header:
     total_excl: int
     total_vat: int
     total_incl: int
+    vendor_id: int = 0
 
 
 @dataclass(slots=True)
@@ -78,6 +79,8 @@ class EInvoice:
     seller: dict[str, Any]
     buyer: dict[str, Any]
     zones: dict[int, str] = field(default_factory=dict)  # tax zone id → code
+    # A credit note's corrected invoice: (InvoiceID, YYYYMMDD), see ``corrected_invoice``.
+    corrects: tuple[str, str] | None = None
 
 
 def _units(column: Any) -> Any:
@@ -103,6 +106,7 @@ def _header_columns(dialect: str) -> list[Any]:
         _units(i.total_excluding_vat),
         _units(i.total_vat),
         _units(i.total_including_vat),
+        i.vendor_id,
     ]
 
 
@@ -147,6 +151,7 @@ def _header(row: Sequence[Any]) -> Header:
         total_excl=row[13],
         total_vat=row[14],
         total_incl=row[15],
+        vendor_id=row[16],
     )
 
 
@@ -232,6 +237,34 @@ def stream_invoices(connection: Connection, kind: str, scope: Scope) -> Iterator
     finally:
         lines.close()
         headers.close()
+
+
+def corrected_invoice(
+    connection: Connection, header: Header, environment: str
+) -> tuple[str, str] | None:
+    """The invoice a credit note corrects: the latest earlier invoice (not itself a credit)
+    from the same seller to the same buyer for the same vendor. Our corrections refund or
+    re-rate charges already billed, so that invoice holds (the last of) them."""
+    i = Invoice
+    dialect = connection.dialect.name
+    row = connection.execute(
+        select(i.invoice_number, compact_date(i.invoice_date, dialect))
+        .where(
+            i.partner_id == header.partner_id,
+            i.environment == environment,
+            i.kind == header.kind,
+            i.sender_company_id == header.sender_company_id,
+            i.vendor_id == header.vendor_id,
+            i.customer_id.is_(None) if header.customer_id is None
+            else i.customer_id == header.customer_id,
+            i.total_including_vat >= 0,
+            i.id != header.id,
+            compact_date(i.invoice_date, dialect) <= header.date,
+        )
+        .order_by(i.invoice_date.desc(), i.id.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (row[0], row[1])
 
 
 def tax_zones(connection: Connection) -> dict[int, str]:

@@ -61,8 +61,14 @@ REQUIRED = (
 SELLER_REQUIRED = (
     ("Address", "street address"),
     ("City", "city"),
+    ("PostalCode", "postal code"),
     ("VATNumber", "VAT number"),
 )
+# The Dutch rules (NL-R-004) ask a Dutch seller for a Dutch buyer's full address.
+NL_BUYER_REQUIRED = (("Address", "street address"), ("City", "city"),
+                     ("PostalCode", "postal code"))
+# The Dutch rules (NL-R-003, NL-R-005) accept only these legal registration schemes.
+NL_REGISTRATION_SCHEMES = ("0106", "0190")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,13 +121,23 @@ def check_parties(inv: s.EInvoice) -> None:
     seller_role, buyer_role = _roles(inv.header)
     needs = [(inv.seller, seller_role, f) for f in REQUIRED + SELLER_REQUIRED]
     needs += [(inv.buyer, buyer_role, f) for f in REQUIRED]
+    dutch_seller = _country(inv.seller) == "NL"
+    if dutch_seller and _country(inv.buyer) == "NL":
+        needs += [(inv.buyer, buyer_role, f) for f in NL_BUYER_REQUIRED]
     if inv.header.total_incl >= 0:
         needs.append((inv.seller, seller_role, ("IBAN", "IBAN (payment account)")))
-    if "AE" in categories and not str(inv.buyer.get("RegistrationNumber") or "").strip():
+    if "AE" in categories and not present(inv.buyer.get("RegistrationNumber")):
         # Reverse charge: the buyer's VAT number, or its legal registration (BR-AE-02).
         needs.append((inv.buyer, buyer_role, ("VATNumber", "VAT number (reverse charge)")))
+    if dutch_seller and inv.header.total_incl < 0 and inv.corrects is None:
+        raise Conflict(
+            f"invoice {inv.header.number} is a credit note of a Dutch seller, which must name "
+            "the invoice it corrects, and no earlier invoice to this buyer for this vendor "
+            "exists",
+            code="einvoice_no_corrected_invoice",
+        )
     for party, role, (name, label) in needs:
-        if not str(party.get(name) or "").strip():
+        if not present(party.get(name)):
             raise Conflict(
                 f"invoice {inv.header.number} cannot be an e-invoice: the {role} "
                 f"({party.get('CompanyName') or 'unnamed'}) has no {label}; add {name} to "
@@ -129,6 +145,18 @@ def check_parties(inv: s.EInvoice) -> None:
                 code="einvoice_party_incomplete",
                 field=f"{role}.{name}",
             )
+
+
+def _country(party: dict[str, Any]) -> str:
+    """The country the Peppol rules see: the VAT number's prefix, else the address's."""
+    vat = str(party.get("VATNumber") or "").strip()
+    return (vat[:2] if len(vat) >= 2 and vat[:2].isalpha() else
+            str(party.get("CountryCode") or "")).upper()
+
+
+def present(value: Any) -> bool:
+    """Something is left once XML-illegal characters and surrounding blanks are gone."""
+    return bool(xml_text(str(value or "")).strip())
 
 
 def _roles(header: s.Header) -> tuple[str, str]:
@@ -143,6 +171,7 @@ def render(inv: s.EInvoice, pdf: bytes | None = None) -> bytes:
     h = inv.header
     credit = h.total_incl < 0
     sign = -1 if credit else 1
+    dutch = _country(inv.seller) == "NL"
     root = "CreditNote" if credit else "Invoice"
     currency = xml_text(h.currency)
     cur = f' currencyID="{currency}"'
@@ -192,6 +221,13 @@ def render(inv: s.EInvoice, pdf: bytes | None = None) -> bytes:
             f"<cac:InvoicePeriod><cbc:StartDate>{iso(period_start)}</cbc:StartDate>"
             f"<cbc:EndDate>{iso(period_end)}</cbc:EndDate></cac:InvoicePeriod>"
         )
+    if credit and inv.corrects is not None:
+        corrected, day = inv.corrects
+        parts.append(
+            "<cac:BillingReference><cac:InvoiceDocumentReference>"
+            f"<cbc:ID>{xml_text(corrected)}</cbc:ID><cbc:IssueDate>{iso(day)}</cbc:IssueDate>"
+            "</cac:InvoiceDocumentReference></cac:BillingReference>"
+        )
     if pdf is not None:
         name = xml_text(f"{h.number}.pdf")
         parts.append(
@@ -203,8 +239,10 @@ def render(inv: s.EInvoice, pdf: bytes | None = None) -> bytes:
             "</cac:AdditionalDocumentReference>"
         )
     parts += [
-        f"<cac:AccountingSupplierParty>{_party(inv.seller)}</cac:AccountingSupplierParty>",
-        f"<cac:AccountingCustomerParty>{_party(inv.buyer)}</cac:AccountingCustomerParty>",
+        f"<cac:AccountingSupplierParty>{_party(inv.seller, dutch)}"
+        "</cac:AccountingSupplierParty>",
+        f"<cac:AccountingCustomerParty>{_party(inv.buyer, dutch)}"
+        "</cac:AccountingCustomerParty>",
         payment,
         f"<cac:PaymentTerms><cbc:Note>{terms}</cbc:Note></cac:PaymentTerms>",
         tax_total,
@@ -225,7 +263,7 @@ def _buyer_reference(inv: s.EInvoice) -> str:
     return reference or str(inv.buyer.get("AccountID"))
 
 
-def _party(party: dict[str, Any]) -> str:
+def _party(party: dict[str, Any], dutch_seller: bool) -> str:
     def text(name: str) -> str:
         return xml_text(str(party.get(name) or "").strip())
 
@@ -250,6 +288,10 @@ def _party(party: dict[str, Any]) -> str:
             "<cac:TaxScheme><cbc:ID>VAT</cbc:ID></cac:TaxScheme></cac:PartyTaxScheme>"
         )
     out.append(f"<cac:PartyLegalEntity><cbc:RegistrationName>{name}</cbc:RegistrationName>")
+    if dutch_seller and _country(party) == "NL" and registration_scheme not in (
+        NL_REGISTRATION_SCHEMES
+    ):
+        registration = ""  # optional, but the Dutch rules refuse any other scheme
     if registration:
         scheme = f' schemeID="{registration_scheme}"' if registration_scheme else ""
         out.append(f"<cbc:CompanyID{scheme}>{registration}</cbc:CompanyID>")
@@ -351,7 +393,9 @@ def _line(root: str, number: int, line: Sequence[Any], cat: Category, sign: int,
     adjustment = line_adjustment(line, sign)
     unit = UNIT_CODES.get(line[s.L_DURATION_TYPE], DEFAULT_UNIT)
     quantity_element = "CreditedQuantity" if root == "CreditNote" else "InvoicedQuantity"
-    description = line[s.L_DESCRIPTION].strip() or line[s.L_SKU]
+    # The rules want a non-blank name: the description, else the SKU.
+    description = next((text for text in (line[s.L_DESCRIPTION], line[s.L_SKU]) if present(text)),
+                       "Item")
     allowance = ""
     if adjustment:
         is_charge = adjustment < 0
@@ -375,7 +419,7 @@ def _line(root: str, number: int, line: Sequence[Any], cat: Category, sign: int,
         f"<cac:InvoicePeriod><cbc:StartDate>{iso(line[s.L_START])}</cbc:StartDate>"
         f"<cbc:EndDate>{iso(line[s.L_END])}</cbc:EndDate></cac:InvoicePeriod>"
         f"{allowance}"
-        f"<cac:Item><cbc:Name>{xml_text(description)}</cbc:Name>"
+        f"<cac:Item><cbc:Name>{xml_text(description.strip())}</cbc:Name>"
         f"{_sku(line[s.L_SKU])}{_tax_category(cat, 'ClassifiedTaxCategory')}"
         f"</cac:Item><cac:Price><cbc:PriceAmount{cur}>{decimal_text(price, 4)}</cbc:PriceAmount>"
         f"</cac:Price></cac:{root}Line>"
