@@ -412,3 +412,18 @@ def test_a_bad_iban_or_scheme_is_refused_by_the_import(
     errors = " ".join(str(e) for e in caught.value.errors)
     assert "iban" in errors and "check digit" in errors
     assert "endpoint_scheme" in errors
+
+
+def test_the_single_invoice_operations_are_described(settings: Settings) -> None:
+    spec = create_app(settings).openapi()
+    for endpoint in ("invoices", "customerinvoices"):
+        operation = spec["paths"][f"/api/{{version}}/{endpoint}/{{InvoiceID}}"]["get"]
+        assert operation["security"] == [{"ApiKey": []}, {"DownloadLink": []}]
+        assert {"application/xml", "application/pdf", "application/json"} == set(
+            operation["responses"]["200"]["content"])
+        assert {"400", "401", "403", "404", "409", "429", "503"} <= set(operation["responses"])
+        names = {p["name"]: p for p in operation["parameters"]}
+        assert names["format"]["schema"]["enum"] == ["ubl", "pdf", "xml", "json"]
+        assert {"version", "InvoiceID", "embedPdf"} <= set(names)
+        collection = spec["paths"][f"/api/{{version}}/{endpoint}"]["get"]
+        assert "application/zip" in collection["responses"]["200"]["content"]

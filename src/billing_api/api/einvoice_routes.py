@@ -13,93 +13,17 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request, Response
 
-from billing_api.api import negotiation
+from billing_api.api import einvoice_bulk, negotiation
 from billing_api.api.deps import ApiCaller, CallerDep, api_router
 from billing_api.api.errors import VersionGone
-from billing_api.api.openapi_docs import DOCUMENT_HEADERS, error_responses, problem_example
+from billing_api.api.openapi_docs import DOCUMENT_HEADERS, error_responses
+from billing_api.api.routes import ApiKey
 from billing_api.api.versions import CURRENT, SERVED, VERSIONS, ApiVersion
 from billing_api.db import transaction
 from billing_api.einvoice import documents
-from billing_api.errors import InvalidInput, NotFound
+from billing_api.errors import NotFound
 from billing_api.export.documents import invoice_shape
-from billing_api.export.stream import document_response, in_export_threads, open_export
-
-FORMS = documents.FORMS
-ENDPOINTS = tuple(documents.KINDS)
-MEDIA_TYPES = {
-    "ubl": "application/xml; charset=utf-8",
-    "xml": "application/xml; charset=utf-8",
-    "json": "application/json",
-    "pdf": "application/pdf",
-}
-INVOICE_ID_PATTERN = "^[^/]{1,40}$"
-
-
-def wanted_form(request: Request) -> str | None:
-    """``ubl`` or ``pdf`` when ``format=`` asks for an e-invoice form, else None."""
-    value = request.query_params.get("format")
-    if value is not None and value.strip().lower() in FORMS:
-        return value.strip().lower()
-    return None
-
-
-def refuse_before_v4(version: ApiVersion, endpoint: str, form: str) -> None:
-    if not version.v4_fields:
-        raise InvalidInput(
-            f"format={form} starts in {CURRENT}: use /api/{CURRENT}/{endpoint}?format={form}",
-            field="format",
-        )
-
-
-def embed_pdf(request: Request) -> bool:
-    value = request.query_params.get("embedPdf", "false").strip().lower()
-    if value not in ("true", "false", "1", "0"):
-        raise InvalidInput(f"embedPdf={value!r} is not a boolean: use true or false",
-                           field="embedPdf")
-    return value in ("true", "1")
-
-
-def _headers(version: ApiVersion, filename: str) -> dict[str, str]:
-    return {
-        "Content-Disposition": f'attachment; filename="{filename}"',
-        "X-Api-Version": version.name,
-        "Vary": "Accept",
-        "Cache-Control": "no-store",
-    }
-
-
-def bulk_response(
-    request: Request, caller: ApiCaller, version: ApiVersion, endpoint: str, form: str
-) -> Response:
-    """The collection as a ZIP of e-invoices (``format=ubl|pdf``), streamed."""
-    refuse_before_v4(version, endpoint, form)
-    embed = embed_pdf(request)
-    window = negotiation.date_range(request, request.app.state.settings.today())
-    scope = negotiation.scope_for(caller.company_id, caller.environment, window)
-    connection = open_export(request.app.state.engine)
-    chunks = documents.zip_document(connection, endpoint, scope, form, embed_pdf=embed)
-    start, end = (negotiation.compact(day) for day in window)
-    headers = _headers(version, f"{endpoint}_{version.name}_{start}_{end}_{form}.zip")
-    try:
-        first = next(chunks)  # the first invoice is rendered (and checked) before answering
-    except BaseException:
-        chunks.close()
-        raise
-    return _StreamedZip(first, chunks, headers)
-
-
-def _StreamedZip(first: bytes, rest: Any, headers: dict[str, str]) -> Response:
-    from starlette.responses import StreamingResponse
-
-    def body() -> Any:
-        try:
-            yield first
-            yield from rest
-        finally:
-            rest.close()
-
-    return StreamingResponse(in_export_threads(body()), media_type="application/zip",
-                             headers=headers)
+from billing_api.export.stream import document_response, open_export
 
 
 def resolve_version(
@@ -132,7 +56,7 @@ VersionDep = Annotated[ApiVersion, Depends(resolve_version)]
 InvoiceId = Annotated[
     str,
     Path(alias="InvoiceID", description="The invoice's `InvoiceID` as the documents show it.",
-         examples=["NW-0000042"], json_schema_extra={"pattern": INVOICE_ID_PATTERN}),
+         examples=["NW-0000042"], json_schema_extra={"pattern": einvoice_bulk.INVOICE_ID_PATTERN}),
 ]
 FormatParam = Annotated[
     str | None,
@@ -142,14 +66,6 @@ FormatParam = Annotated[
           "the PDF), else xml.",
           examples=["ubl"], json_schema_extra={"enum": ["ubl", "pdf", "xml", "json"]}),
 ]
-EmbedPdf = Annotated[
-    str | None,
-    Query(alias="embedPdf",
-          description="With format=ubl: true adds the PDF inside the UBL as an "
-          "AdditionalDocumentReference.",
-          examples=["true"], json_schema_extra={"enum": ["true", "false"]}),
-]
-
 router = api_router(before_auth=[Depends(resolve_version)], tags=["e-invoices"])
 
 
@@ -181,21 +97,22 @@ def _one_invoice(endpoint: str, summary: str) -> None:
         version: VersionDep,
         invoice_id: InvoiceId,
         format_: FormatParam = None,
-        embed: EmbedPdf = None,
+        embed: einvoice_bulk.EmbedPdf = None,
+        api_key: ApiKey = None,
     ) -> Response:
-        form = wanted_form(request)
+        form = einvoice_bulk.wanted_form(request)
         if form is None and request.query_params.get("format") is None and _accepts_pdf(request):
             form = "pdf"
         if form is None:
             return _v4_document(request, caller, version, endpoint, invoice_id)
-        embed_it = embed_pdf(request)
+        embed_it = einvoice_bulk.embed_pdf(request)
         with transaction(request.app.state.session_factory) as session:
             inv = documents.load(session.connection(), endpoint, caller.company_id,
                                  caller.environment, invoice_id)
         body = documents.render(inv, form, embed_pdf=embed_it)
         suffix = "pdf" if form == "pdf" else "xml"
-        return Response(body, media_type=MEDIA_TYPES[form],
-                        headers=_headers(version, f"{inv.header.number}.{suffix}"))
+        return Response(body, media_type=einvoice_bulk.MEDIA_TYPES[form],
+                        headers=einvoice_bulk.headers_for(version, f"{inv.header.number}.{suffix}"))
 
     handler.__name__ = f"{endpoint}_one"
     router.add_api_route(
@@ -221,8 +138,8 @@ def _v4_document(request: Request, caller: ApiCaller, version: ApiVersion, endpo
     connection = open_export(request.app.state.engine)
     shape = invoice_shape(endpoint, version.v4_fields)
     body = documents.v4_document(connection, shape, scope, fmt, header.id)
-    return document_response(body, MEDIA_TYPES[fmt],
-                             _headers(version, f"{header.number}.{fmt}"))
+    return document_response(body, einvoice_bulk.MEDIA_TYPES[fmt],
+                             einvoice_bulk.headers_for(version, f"{header.number}.{fmt}"))
 
 
 def one_invoice_responses() -> dict[int | str, dict[str, Any]]:
@@ -243,37 +160,8 @@ def one_invoice_responses() -> dict[int | str, dict[str, Any]]:
     }
     responses.update(error_responses())
     responses.pop(410, None)
-    responses[409] = incomplete_party_response()
+    responses[409] = einvoice_bulk.incomplete_party_response()
     return responses
-
-
-def incomplete_party_response() -> dict[str, Any]:
-    body = problem_example(
-        409, "einvoice_party_incomplete",
-        "invoice NW-0000042 cannot be an e-invoice: the buyer (customer) (Acme BV) has no "
-        "electronic address (EndpointID); add EndpointID to its data (import or portal) and "
-        "ask again",
-        "buyer (customer).EndpointID",
-    )
-    from billing_api.api.openapi_docs import problem_xml
-
-    return {
-        "description": "A party of the invoice lacks what a valid e-invoice needs: the "
-        "problem names the field and the party (never an invalid document).",
-        "content": {
-            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"},
-                                         "example": body},
-            "application/problem+xml": {"schema": {"$ref": "#/components/schemas/Problem"},
-                                        "example": problem_xml(body)},
-        },
-    }
-
-
-def collection_additions(responses: dict[int | str, dict[str, Any]]) -> None:
-    """What ``format=ubl|pdf`` adds to a collection's documented answers."""
-    responses[200]["content"]["application/zip"] = {"schema": {"type": "string",
-                                                               "format": "binary"}}
-    responses[409] = incomplete_party_response()
 
 
 _one_invoice("invoices", "One purchase invoice as Peppol UBL, PDF, XML or JSON")

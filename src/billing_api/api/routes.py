@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request, Response, Security
 from fastapi.security import APIKeyHeader
 
-from billing_api.api import einvoice_routes, negotiation
+from billing_api.api import einvoice_bulk, negotiation
 from billing_api.api.deps import ApiCaller, CallerDep, api_router
 from billing_api.api.errors import VersionGone
 from billing_api.api.openapi_docs import document_responses
@@ -162,20 +162,20 @@ def _invoice_endpoint(endpoint: str, summary: str) -> None:
         start_date: StartDate = None,
         end_date: EndDate = None,
         format_: InvoiceFormat = None,
-        embed_pdf: einvoice_routes.EmbedPdf = None,
+        embed_pdf: einvoice_bulk.EmbedPdf = None,
         api_key: ApiKey = None,
     ) -> Response:
-        form = einvoice_routes.wanted_form(request)
+        form = einvoice_bulk.wanted_form(request)
         if form is not None:  # a ZIP of e-invoices (v4 on)
-            return einvoice_routes.bulk_response(request, caller, version, endpoint, form)
+            return einvoice_bulk.bulk_response(request, caller, version, endpoint, form)
         return _document(request, caller, version, endpoint)
 
-    einvoices = endpoint in einvoice_routes.ENDPOINTS
+    einvoices = endpoint in einvoice_bulk.ENDPOINTS
     chosen = einvoice_handler if einvoices else handler
     chosen.__name__ = endpoint
     responses = document_responses(endpoint)
     if einvoices:
-        einvoice_routes.collection_additions(responses)
+        einvoice_bulk.collection_additions(responses)
     router.add_api_route(
         f"/{endpoint}",
         chosen,
