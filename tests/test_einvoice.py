@@ -103,7 +103,9 @@ class Demo:
 
 @pytest.fixture
 def demo(factory: sessionmaker[Session], settings: Settings) -> Iterator[Demo]:
-    build_demo(factory, customers=12, months=3, today=TODAY)
+    # 30 customers: the demo's cancellations and amount changes then give negative invoices
+    # (credit notes) in both environments, besides corrections inside positive ones.
+    build_demo(factory, customers=30, months=3, today=TODAY)
     secrets = {}
     with transaction(factory) as session:
         admin = session.scalars(select(User).where(User.email == ADMIN_EMAIL)).one()
@@ -163,6 +165,7 @@ def test_every_demo_ubl_document_is_valid_and_matches_the_v4_totals(
 ) -> None:
     files: list[Path] = []
     categories: set[str] = set()
+    roots: set[str] = set()
     for env in ("production", "sandbox"):
         for endpoint in ("invoices", "customerinvoices"):
             expected = _totals_v4(demo, endpoint, env)
@@ -179,6 +182,10 @@ def test_every_demo_ubl_document_is_valid_and_matches_the_v4_totals(
                 assert tuple(totals) == expected[number], number
                 categories.update(re.findall(rb"<cac:ClassifiedTaxCategory><cbc:ID>(\w+)",
                                              data))
+                root = etree.fromstring(data).tag.rsplit("}", 1)[1]
+                roots.add(root if totals[2] >= 0 else f"negative {root}")
+                if b"Correction" in data:
+                    roots.add("with corrections")
                 path = tmp_path / f"{env}-{endpoint}-{name}"
                 path.write_bytes(data)
                 files.append(path)
@@ -189,6 +196,10 @@ def test_every_demo_ubl_document_is_valid_and_matches_the_v4_totals(
             assert one.headers["content-disposition"] == f'attachment; filename="{first}.xml"'
             assert one.content == archive.read(f"{first}.xml")
     assert {b"S", b"AE", b"G"} <= categories  # domestic, reverse charge, export
+    # Credit notes (negative, naming the corrected invoice) or, for a Dutch seller with no
+    # earlier invoice to name, negative invoices; and corrections inside invoices.
+    assert "Invoice" in roots and "with corrections" in roots, roots
+    assert roots & {"negative CreditNote", "negative Invoice"}, roots
     validate(files)
 
 
@@ -343,14 +354,15 @@ def test_odd_invoices_are_valid_ubl_and_readable_pdfs(tmp_path: Path) -> None:
         try:
             data = ubl.render(inv)
         except Exception as exc:  # only the documented refusal is allowed
-            assert getattr(exc, "code", "") in ("einvoice_vat_rounding",
-                                                "einvoice_no_corrected_invoice"), exc
-            assert inv.header.total_incl < 0 or exc.code == "einvoice_vat_rounding"  # type: ignore[attr-defined]
+            assert getattr(exc, "code", "") == "einvoice_vat_rounding", exc
             return
         _number, excl, vat, incl = _ubl_totals(data)
         assert (excl, vat, incl) == tuple(D(v) / UNITS for v in (
             inv.header.total_excl, inv.header.total_vat, inv.header.total_incl))
-        kinds.add(etree.fromstring(data).tag.rsplit("}", 1)[1])
+        root = etree.fromstring(data).tag.rsplit("}", 1)[1]
+        kinds.add(root if inv.header.total_incl >= 0 else f"negative {root}")
+        # A credit note names the invoice it corrects; a Dutch seller without one has none.
+        assert (root == "CreditNote") == (inv.header.total_incl < 0 and inv.corrects is not None)
         path = tmp_path / f"odd-{len(files)}.xml"
         path.write_bytes(data)
         files.append(path)
@@ -360,7 +372,7 @@ def test_odd_invoices_are_valid_ubl_and_readable_pdfs(tmp_path: Path) -> None:
             assert pdf.money(abs(inv.header.total_incl)) in text
 
     render()
-    assert kinds == {"Invoice", "CreditNote"}
+    assert kinds == {"Invoice", "negative CreditNote", "negative Invoice"}
     validate(files)
 
 

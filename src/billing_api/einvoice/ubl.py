@@ -129,13 +129,6 @@ def check_parties(inv: s.EInvoice) -> None:
     if "AE" in categories and not present(inv.buyer.get("RegistrationNumber")):
         # Reverse charge: the buyer's VAT number, or its legal registration (BR-AE-02).
         needs.append((inv.buyer, buyer_role, ("VATNumber", "VAT number (reverse charge)")))
-    if dutch_seller and inv.header.total_incl < 0 and inv.corrects is None:
-        raise Conflict(
-            f"invoice {inv.header.number} is a credit note of a Dutch seller, which must name "
-            "the invoice it corrects, and no earlier invoice to this buyer for this vendor "
-            "exists",
-            code="einvoice_no_corrected_invoice",
-        )
     for party, role, (name, label) in needs:
         if not present(party.get(name)):
             raise Conflict(
@@ -169,9 +162,9 @@ def render(inv: s.EInvoice, pdf: bytes | None = None) -> bytes:
     """The UBL document; ``pdf`` is embedded as an ``AdditionalDocumentReference``."""
     check_parties(inv)
     h = inv.header
-    credit = h.total_incl < 0
-    sign = -1 if credit else 1
     dutch = _country(inv.seller) == "NL"
+    credit = is_credit_note(inv)
+    sign = -1 if credit else 1
     root = "CreditNote" if credit else "Invoice"
     currency = xml_text(h.currency)
     cur = f' currencyID="{currency}"'
@@ -190,11 +183,11 @@ def render(inv: s.EInvoice, pdf: bytes | None = None) -> bytes:
         period_end = end if not period_end or end > period_end else period_end
         lines.append(_line(root, number, line, cat, sign, cur))
 
-    payment = "" if credit or h.total_incl == 0 else _payment_means(inv.seller, h.number)
+    payment = "" if h.total_incl <= 0 else _payment_means(inv.seller, h.number)
     terms = (
         f"Payment within {h.terms_days} days, due {iso(h.due)}"
-        if not credit
-        else "Credit note: the amount is credited to the buyer"
+        if h.total_incl >= 0
+        else "The amount is credited to the buyer"
     )
     tax_total, tax_sum = _tax_total(h, subtotals, cur)
     if tax_sum != sign * h.total_vat:
@@ -256,6 +249,15 @@ def render(inv: s.EInvoice, pdf: bytes | None = None) -> bytes:
         f"</{root}>\n",
     ]
     return "".join(parts).encode()
+
+
+def is_credit_note(inv: s.EInvoice) -> bool:
+    """A negative total is a CreditNote, except where the Dutch rules (NL-R-001) want the
+    corrected invoice named and none exists (its charges were billed before this system's
+    data): then a negative Invoice, which the rules accept."""
+    if inv.header.total_incl >= 0:
+        return False
+    return inv.corrects is not None or _country(inv.seller) != "NL"
 
 
 def _buyer_reference(inv: s.EInvoice) -> str:
