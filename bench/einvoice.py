@@ -107,7 +107,7 @@ def ten_line_invoice() -> Any:
              "RegistrationNumber": "87654321", "RegistrationScheme": "0106",
              "IBAN": "NL44RABO0123456789", "BIC": "RABONL2U", "CustomerNumber": "CUST-1"}
     header = s.Header(1, "customer", "NW-0000001", "October 2026", "20261123", "20261207",
-                      "EUR", 14, 2, 2, 3, {}, {}, excl, vat, excl + vat)
+                      "EUR", 14, 2, 2, 3, "{}", "{}", excl, vat, excl + vat)
     return s.EInvoice(header, rows, party, party | {"CompanyName": "Ωμέγα Acme ΑΕ"}, {1: "NL"})
 
 

@@ -115,7 +115,8 @@ def zip_document(
     found: Iterator[Any] = invoices(connection, endpoint, scope)
     try:
         for inv in found:
-            yield from archive.entry(f"{inv.header.number}.{suffix}", render_one(inv))
+            yield from archive.entry(f"{inv.header.number}.{suffix}", render_one(inv),
+                                     compress=False)
         yield from archive.close()
     finally:
         close = getattr(found, "close", None)

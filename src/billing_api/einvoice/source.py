@@ -62,8 +62,8 @@ class Header:
     partner_id: int
     sender_company_id: int
     customer_id: int | None
-    sender: dict[str, Any]
-    receiver: dict[str, Any]
+    sender: str  # the snapshots as stored: JSON text (``Parties`` reads each text once)
+    receiver: str
     total_excl: int
     total_vat: int
     total_incl: int
@@ -146,8 +146,8 @@ def _header(row: Sequence[Any]) -> Header:
         partner_id=row[8],
         sender_company_id=row[9],
         customer_id=row[10],
-        sender=json.loads(row[11]),
-        receiver=json.loads(row[12]),
+        sender=row[11],
+        receiver=row[12],
         total_excl=row[13],
         total_vat=row[14],
         total_incl=row[15],
@@ -314,52 +314,71 @@ def _customer_party(customer: Any) -> dict[str, Any]:
     }
 
 
+# What an e-invoice needs beyond the v4 party fields; a snapshot without them (billed before
+# they existed) is completed from the party's current row.
+PEPPOL_KEYS = frozenset(
+    {"EndpointID", "EndpointScheme", "RegistrationNumber", "RegistrationScheme", "IBAN", "BIC"}
+)
+PARTY_CACHE = 1024  # parties per request; emptied when full
+
+
 class Parties:
-    """Sellers and buyers of a request's invoices, each current row read once."""
+    """Sellers and buyers of a request's invoices: each snapshot text parsed once, a current
+    row read only for a snapshot that lacks a Peppol field. The same party comes back as the
+    same dict, so the renderers can cache what they make of it."""
 
     def __init__(self, connection: Connection, environment: str) -> None:
         self._connection = connection
         self._environment = environment
-        self._companies: dict[int, dict[str, Any]] = {}
-        self._customers: dict[int, dict[str, Any]] = {}
+        self._parties: dict[tuple[str, int, str], dict[str, Any]] = {}
 
     def _company(self, company_id: int) -> dict[str, Any]:
-        found = self._companies.get(company_id)
-        if found is None:
-            table = Company.__table__
-            row = self._connection.execute(select(table).where(table.c.id == company_id))
-            found = self._companies[company_id] = _company_party(row.mappings().one())
-        return found
+        table = Company.__table__
+        row = self._connection.execute(select(table).where(table.c.id == company_id))
+        return _company_party(row.mappings().one())
 
     def _customer(self, partner_id: int, customer_id: int) -> dict[str, Any]:
-        found = self._customers.get(customer_id)
-        if found is None:
-            c = Customer.__table__.c
-            row = self._connection.execute(
-                select(Customer.__table__).where(
-                    c.id == customer_id,
-                    c.partner_id == partner_id,
-                    c.environment == self._environment,
-                )
+        c = Customer.__table__.c
+        row = self._connection.execute(
+            select(Customer.__table__).where(
+                c.id == customer_id,
+                c.partner_id == partner_id,
+                c.environment == self._environment,
             )
-            found = self._customers[customer_id] = _customer_party(row.mappings().one())
+        )
+        return _customer_party(row.mappings().one())
+
+    def _party(self, kind: str, party_id: int, raw: str, partner_id: int) -> dict[str, Any]:
+        key = (kind, party_id, raw)
+        found = self._parties.get(key)
+        if found is None:
+            found = _snapshot(json.loads(raw))
+            if not found.keys() >= PEPPOL_KEYS:
+                current = (self._company(party_id) if kind == "company"
+                           else self._customer(partner_id, party_id))
+                found = current | found
+            if len(self._parties) >= PARTY_CACHE:
+                self._parties.clear()
+            self._parties[key] = found
         return found
 
     def of(self, header: Header) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(seller, buyer): the current rows overlaid with what the snapshots hold."""
-        seller = self._company(header.sender_company_id)
+        """(seller, buyer): the snapshots, completed from current rows where they fall short."""
+        seller = self._party("company", header.sender_company_id, header.sender,
+                             header.partner_id)
         if header.kind == "purchase" or header.customer_id is None:
-            buyer = self._company(header.partner_id)
+            buyer = self._party("company", header.partner_id, header.receiver, header.partner_id)
         else:
-            buyer = self._customer(header.partner_id, header.customer_id)
-        receiver = dict(header.receiver)
-        if "Zip" in receiver:  # the receiver snapshot names the postal code so
-            receiver["PostalCode"] = receiver.pop("Zip")
-        sender = dict(header.sender)
-        if "ChamberOfCommerce" in sender and "RegistrationNumber" not in sender:
-            sender["RegistrationNumber"] = sender["ChamberOfCommerce"]
-        return seller | _known(sender), buyer | _known(receiver)
+            buyer = self._party("customer", header.customer_id, header.receiver,
+                                header.partner_id)
+        return seller, buyer
 
 
-def _known(snapshot: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in snapshot.items() if value is not None}
+def _snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot in the current rows' terms, unknown (None) values left out."""
+    known = {key: value for key, value in snapshot.items() if value is not None}
+    if "Zip" in known:  # the receiver snapshot's name for the postal code
+        known["PostalCode"] = known.pop("Zip")
+    if "ChamberOfCommerce" in known and "RegistrationNumber" not in known:
+        known["RegistrationNumber"] = known["ChamberOfCommerce"]
+    return known

@@ -130,7 +130,7 @@ def check_parties(inv: s.EInvoice) -> None:
         # Reverse charge: the buyer's VAT number, or its legal registration (BR-AE-02).
         needs.append((inv.buyer, buyer_role, ("VATNumber", "VAT number (reverse charge)")))
     for party, role, (name, label) in needs:
-        if not present(party.get(name)):
+        if name not in _present_fields(party):
             raise Conflict(
                 f"invoice {inv.header.number} cannot be an e-invoice: the {role} "
                 f"({party.get('CompanyName') or 'unnamed'}) has no {label}; add {name} to "
@@ -145,6 +145,24 @@ def _country(party: dict[str, Any]) -> str:
     vat = str(party.get("VATNumber") or "").strip()
     return (vat[:2] if len(vat) >= 2 and vat[:2].isalpha() else
             str(party.get("CountryCode") or "")).upper()
+
+
+# Renderings of a party, by the party dict's identity: ``source.Parties`` hands out one dict
+# per party, and an invoice window repeats its parties (one seller, buyers several times).
+_PARTY_CACHE = 2048
+_fields_cache: dict[int, tuple[dict[str, Any], frozenset[str]]] = {}
+_party_cache: dict[tuple[int, bool], tuple[dict[str, Any], str]] = {}
+
+
+def _present_fields(party: dict[str, Any]) -> frozenset[str]:
+    found = _fields_cache.get(id(party))
+    if found is not None and found[0] is party:
+        return found[1]
+    fields = frozenset(name for name, value in party.items() if present(value))
+    if len(_fields_cache) >= _PARTY_CACHE:
+        _fields_cache.clear()
+    _fields_cache[id(party)] = (party, fields)
+    return fields
 
 
 def present(value: Any) -> bool:
@@ -266,6 +284,17 @@ def _buyer_reference(inv: s.EInvoice) -> str:
 
 
 def _party(party: dict[str, Any], dutch_seller: bool) -> str:
+    found = _party_cache.get((id(party), dutch_seller))
+    if found is not None and found[0] is party:
+        return found[1]
+    xml = _render_party(party, dutch_seller)
+    if len(_party_cache) >= _PARTY_CACHE:
+        _party_cache.clear()
+    _party_cache[(id(party), dutch_seller)] = (party, xml)
+    return xml
+
+
+def _render_party(party: dict[str, Any], dutch_seller: bool) -> str:
     def text(name: str) -> str:
         return xml_text(str(party.get(name) or "").strip())
 

@@ -1,10 +1,12 @@
 """A ZIP archive written front to back, one entry at a time, for a streamed response.
 
 Each entry is whole in memory when it is added (one invoice's document), so its sizes and
-CRC go into its local header and no data descriptor is needed. The only state kept across
-entries is the central directory: one packed record of about 70 bytes per entry, not a
-``zipfile.ZipInfo`` object each (several hundred bytes: 50,000 invoices would hold tens of
-MiB). Offsets past 4 GiB and more than 65,535 entries use the ZIP64 records.
+CRC go into its local header and no data descriptor is needed. The API stores entries
+uncompressed: deflating a few KB of UBL cost more than rendering it (bench/einvoice.py).
+The only state kept across entries is the central directory: one packed record of about
+70 bytes per entry, not a ``zipfile.ZipInfo`` object each (several hundred bytes: 50,000
+invoices would hold tens of MiB). Offsets past 4 GiB and more than 65,535 entries use the
+ZIP64 records.
 """
 
 from __future__ import annotations
