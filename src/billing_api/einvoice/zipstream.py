@@ -36,7 +36,7 @@ class ZipStream:
         self._level = level
         self._time, self._date = _dos_time(moment or dt.datetime.now(dt.UTC))
         self._offset = 0
-        self._central: list[bytes] = []
+        self._central = bytearray()  # one buffer: no object per entry
         self._count = 0
 
     def entry(self, name: str, data: bytes, *, compress: bool = True) -> Iterator[bytes]:
@@ -57,7 +57,7 @@ class ZipStream:
         extra = b""
         if offset >= ZIP64_LIMIT:
             extra = struct.pack("<HHQ", 0x0001, 8, offset)
-        self._central.append(
+        self._central += (
             struct.pack(
                 "<IHHHHHHIIIHHHHHII", 0x02014B50, MADE_BY, 45 if extra else 20, UTF8_NAMES,
                 method, self._time, self._date, crc, len(body), len(data), len(encoded),
@@ -74,8 +74,8 @@ class ZipStream:
     def close(self) -> Iterator[bytes]:
         """The central directory and the end records."""
         start = self._offset
-        directory = b"".join(self._central)
-        self._central = []
+        directory = bytes(self._central)
+        self._central = bytearray()
         yield directory
         end = start + len(directory)
         total = self._count
