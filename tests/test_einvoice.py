@@ -439,3 +439,40 @@ def test_the_single_invoice_operations_are_described(settings: Settings) -> None
         assert {"version", "InvoiceID", "embedPdf"} <= set(names)
         collection = spec["paths"][f"/api/{{version}}/{endpoint}"]["get"]
         assert "application/zip" in collection["responses"]["200"]["content"]
+
+
+def test_every_einvoice_query_binds_the_callers_partner_and_environment(
+    factory: sessionmaker[Session], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As ``test_scoping`` does for the v4 documents: every statement an e-invoice request
+    sends that reads a partner-owned table binds the caller's partner and environment."""
+    from tests.export_world import Client, build_rich_world
+    from tests.test_scoping import _reads_partner_data, _values, recorded_statements
+
+    world = build_rich_world(factory, settings)
+    with factory() as session:
+        company_id = session.scalars(
+            select(Company.id).where(Company.name == "Acme Cloud BV")).one()
+        numbers = {kind: session.scalars(select(Invoice.invoice_number).where(
+            Invoice.partner_id == company_id, Invoice.kind == kind,
+            Invoice.environment == "production")).all() for kind in ("purchase", "customer")}
+    requests: list[tuple[str, dict[str, str]]] = []
+    for endpoint, kind in (("invoices", "purchase"), ("customerinvoices", "customer")):
+        for fmt in ("ubl", "pdf"):
+            requests.append((f"/api/v4/{endpoint}", {**world.window, "format": fmt}))
+        for number in numbers[kind][:3]:
+            for fmt in ("ubl", "pdf", "xml", "json"):
+                requests.append((f"/api/v4/{endpoint}/{number}", {"format": fmt}))
+    assert len(requests) > 8
+    with serve(create_app(settings)) as base, recorded_statements(monkeypatch) as statements:
+        client = Client(base, world.secret)
+        for path, params in requests:
+            response = client.get(path, **params)
+            # The rich world's parties lack Peppol addresses: a 409 after reading them.
+            assert response.status_code in (200, 409), (path, params, response.text[:300])
+    scoped = [(sql, params) for sql, params in statements if _reads_partner_data(sql)]
+    assert len(scoped) >= len(requests)
+    for sql, params in scoped:
+        values = _values(sql, params)
+        assert company_id in values and "production" in values, (sql, params)
+        assert re.search(r"\bpartner_id\b", sql) and re.search(r"\benvironment\b", sql), sql

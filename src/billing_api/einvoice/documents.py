@@ -23,6 +23,7 @@ from billing_api.export.stream import _merge as merge  # the v4 documents' own m
 from billing_api.export.writers import writer_for
 
 KINDS = {"invoices": "purchase", "customerinvoices": "customer"}
+CHUNK_BYTES = 256 * 1024  # of the ZIP, per hand-over to the server (as the export's chunks)
 FORMS = ("ubl", "pdf")
 
 
@@ -112,12 +113,23 @@ def zip_document(
     )
     suffix = "pdf" if form == "pdf" else "xml"
     archive = ZipStream()
+    first = True
     found: Iterator[Any] = invoices(connection, endpoint, scope)
     try:
+        pending: list[bytes] = []
+        size = 0
         for inv in found:
-            yield from archive.entry(f"{inv.header.number}.{suffix}", render_one(inv),
-                                     compress=False)
-        yield from archive.close()
+            for part in archive.entry(f"{inv.header.number}.{suffix}", render_one(inv),
+                                      compress=False):
+                pending.append(part)
+                size += len(part)
+            if size >= CHUNK_BYTES or (size and len(pending) == 2 and first):
+                # The first entry goes out at once (it was checked: the answer can start),
+                # then chunks of CHUNK_BYTES: each is one hand-over between threads.
+                yield b"".join(pending)
+                pending, size, first = [], 0, False
+        pending.extend(archive.close())
+        yield b"".join(pending)
     finally:
         close = getattr(found, "close", None)
         if close is not None:
