@@ -116,17 +116,18 @@ def iso(day: str) -> str:
 
 def check_parties(inv: s.EInvoice) -> None:
     """Raise ``Conflict`` naming the first field a valid e-invoice needs and a party lacks."""
-    categories = {category(inv.zones.get(line[s.L_ZONE], ""), line[s.L_PERCENT]).code
-                  for line in inv.lines}
     seller_role, buyer_role = _roles(inv.header)
     needs = [(inv.seller, seller_role, f) for f in REQUIRED + SELLER_REQUIRED]
     needs += [(inv.buyer, buyer_role, f) for f in REQUIRED]
-    dutch_seller = _country(inv.seller) == "NL"
-    if dutch_seller and _country(inv.buyer) == "NL":
+    if _country(inv.seller) == "NL" and _country(inv.buyer) == "NL":
         needs += [(inv.buyer, buyer_role, f) for f in NL_BUYER_REQUIRED]
     if inv.header.total_incl >= 0:
         needs.append((inv.seller, seller_role, ("IBAN", "IBAN (payment account)")))
-    if "AE" in categories and not present(inv.buyer.get("RegistrationNumber")):
+    buyer_fields = _present_fields(inv.buyer)
+    if "RegistrationNumber" not in buyer_fields and "VATNumber" not in buyer_fields and any(
+        category(inv.zones.get(line[s.L_ZONE], ""), line[s.L_PERCENT]).code == "AE"
+        for line in inv.lines
+    ):
         # Reverse charge: the buyer's VAT number, or its legal registration (BR-AE-02).
         needs.append((inv.buyer, buyer_role, ("VATNumber", "VAT number (reverse charge)")))
     for party, role, (name, label) in needs:
@@ -149,7 +150,7 @@ def _country(party: dict[str, Any]) -> str:
 
 # Renderings of a party, by the party dict's identity: ``source.Parties`` hands out one dict
 # per party, and an invoice window repeats its parties (one seller, buyers several times).
-_PARTY_CACHE = 256  # a window lists one buyer's invoices together: few are live
+_PARTY_CACHE = 2048  # entries; a window's buyers recur month after month
 _fields_cache: dict[int, tuple[dict[str, Any], frozenset[str]]] = {}
 _party_cache: dict[tuple[int, bool], tuple[dict[str, Any], str]] = {}
 
