@@ -319,7 +319,7 @@ def _customer_party(customer: Any) -> dict[str, Any]:
 PEPPOL_KEYS = frozenset(
     {"EndpointID", "EndpointScheme", "RegistrationNumber", "RegistrationScheme", "IBAN", "BIC"}
 )
-PARTY_CACHE = 1024  # parties per request; emptied when full
+PARTY_CACHE = 512  # parties per request; emptied when full
 
 
 class Parties:

@@ -150,7 +150,7 @@ def _country(party: dict[str, Any]) -> str:
 
 # Renderings of a party, by the party dict's identity: ``source.Parties`` hands out one dict
 # per party, and an invoice window repeats its parties (one seller, buyers several times).
-_PARTY_CACHE = 2048  # entries; a window's buyers recur month after month
+_PARTY_CACHE = 1024  # entries; a window's buyers recur month after month
 _fields_cache: dict[int, tuple[dict[str, Any], frozenset[str]]] = {}
 _party_cache: dict[tuple[int, bool], tuple[dict[str, Any], str]] = {}
 
