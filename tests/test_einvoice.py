@@ -226,6 +226,9 @@ def test_one_invoice_in_every_form(demo: Demo) -> None:
     assert xml.status_code == 200 and xml.headers["content-type"].startswith("application/xml")
     root = etree.fromstring(xml.content)
     assert [i.findtext(".//InvoiceID") for i in root.iter("{*}Invoice")] == [number]
+    day = root.findtext(".//Invoice/Header/Date") or root.findtext(".//{*}Date")
+    assert xml.headers["content-disposition"] == (
+        f'attachment; filename="invoices_v4_{day}_{day}.xml"')
     as_json = demo.get(path, format="json").json()
     assert [i["Header"]["InvoiceID"] for i in as_json["Invoices"]] == [number]
     assert demo.get(path, accept="application/json").json() == as_json

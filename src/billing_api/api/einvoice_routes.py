@@ -138,8 +138,11 @@ def _v4_document(request: Request, caller: ApiCaller, version: ApiVersion, endpo
     connection = open_export(request.app.state.engine)
     shape = invoice_shape(endpoint, version.v4_fields)
     body = documents.v4_document(connection, shape, scope, fmt, header.id)
+    # Named as the collections name theirs (the window is the invoice's day): <InvoiceID>.xml
+    # is the UBL's name.
+    name = f"{endpoint}_{version.name}_{header.date}_{header.date}.{fmt}"
     return document_response(body, einvoice_bulk.MEDIA_TYPES[fmt],
-                             einvoice_bulk.headers_for(version, f"{header.number}.{fmt}"))
+                             einvoice_bulk.headers_for(version, name))
 
 
 def one_invoice_responses() -> dict[int | str, dict[str, Any]]:
