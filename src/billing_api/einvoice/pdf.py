@@ -220,7 +220,7 @@ class _Page:
 def render(inv: s.EInvoice) -> bytes:
     h = inv.header
     credit = h.total_incl < 0
-    title = "Credit note" if credit else "Invoice"
+    title = "Credit note" if ubl.is_credit_note(inv) else "Invoice"  # as the UBL says
     page = _Page(f"{title} {h.number}", font().missing)
 
     page.y -= 4
@@ -242,6 +242,8 @@ def render(inv: s.EInvoice) -> bytes:
         ("Buyer reference", str(inv.buyer.get("CustomerNumber") or "")),
         ("Currency", h.currency),
     ]
+    if credit and inv.corrects is not None:
+        meta.append(("Corrects invoice", f"{inv.corrects[0]} of {ubl.iso(inv.corrects[1])}"))
     for label, value in meta:
         page.need(12)
         page.text(LEFT, label, 9, bold=True)
