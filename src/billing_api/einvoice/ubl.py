@@ -64,6 +64,9 @@ SELLER_REQUIRED = (
     ("PostalCode", "postal code"),
     ("VATNumber", "VAT number"),
 )
+# Every field ``check_parties`` may ask for.
+CHECKED = frozenset(name for name, _label in REQUIRED + SELLER_REQUIRED) | {
+    "IBAN", "RegistrationNumber"}
 # The Dutch rules (NL-R-004) ask a Dutch seller for a Dutch buyer's full address.
 NL_BUYER_REQUIRED = (("Address", "street address"), ("City", "city"),
                      ("PostalCode", "postal code"))
@@ -159,7 +162,7 @@ def _present_fields(party: dict[str, Any]) -> frozenset[str]:
     found = _fields_cache.get(id(party))
     if found is not None and found[0] is party:
         return found[1]
-    fields = frozenset(name for name, value in party.items() if present(value))
+    fields = frozenset(name for name in CHECKED if present(party.get(name)))
     if len(_fields_cache) >= _PARTY_CACHE:
         _fields_cache.clear()
     _fields_cache[id(party)] = (party, fields)
