@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from billing_api import __version__
+from billing_api.api import einvoice_routes
 from billing_api.api import routes as document_routes
 from billing_api.api.deps import install_access
 from billing_api.api.docs_routes import install_docs
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_access(app)
     register_problem_handlers(app)
     app.include_router(document_routes.router)
+    app.include_router(einvoice_routes.router)  # /api/v4/{invoices|customerinvoices}/{id}
     install_portal(app)
     app.include_router(schema_router)  # public: /api/schemas/{version}/{document}.xsd
     install_docs(app)  # /api/openapi.json's extras, /api/docs and its static files

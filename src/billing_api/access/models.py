@@ -50,6 +50,12 @@ class Company(Base):
     bank_account: Mapped[str] = mapped_column(String(60), default="")
     iban: Mapped[str] = mapped_column(String(40), default="")
     bic: Mapped[str] = mapped_column(String(20), default="")
+    # Peppol: the electronic address (EndpointID with its EAS scheme, e.g. 0106 + KvK number)
+    # and the ICD scheme of ``chamber_of_commerce`` (the legal registration id); e-invoices
+    # need them for every party (docs/einvoicing.md).
+    endpoint_id: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    endpoint_scheme: Mapped[str] = mapped_column(String(4), default="", server_default="")
+    registration_scheme: Mapped[str] = mapped_column(String(4), default="", server_default="")
     language_code: Mapped[str] = mapped_column(String(5), default="en")
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
     terms_of_payment_days: Mapped[int] = mapped_column(Integer, default=30)

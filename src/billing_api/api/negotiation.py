@@ -114,7 +114,9 @@ def negotiate(accept: str, named: Mapping[str, str] | None = None) -> str | None
         if not matching:
             continue
         found = max(matching, key=lambda m: m[:2])[2]
-        key = (found.quality, -found.position, -FORMATS.index(fmt))
+        # A named format beyond xml/json (e.g. pdf) ranks after both on a full tie.
+        preference = FORMATS.index(fmt) if fmt in FORMATS else len(FORMATS)
+        key = (found.quality, -found.position, -preference)
         if found.quality > 0 and (best is None or key > best):
             best, chosen = key, fmt
     return chosen

@@ -14,8 +14,8 @@ from fastapi import Depends, Path, Query, Request, Response, Security
 from fastapi.security import APIKeyHeader
 
 from billing_api.access import links
-from billing_api.api import negotiation
-from billing_api.api.deps import CallerDep, api_router
+from billing_api.api import einvoice_bulk, negotiation
+from billing_api.api.deps import ApiCaller, CallerDep, api_router
 from billing_api.api.errors import VersionGone
 from billing_api.api.openapi_docs import document_responses
 from billing_api.api.versions import CURRENT, SERVED, VERSIONS, ApiVersion
@@ -29,6 +29,7 @@ MEDIA_TYPES = {"xml": "application/xml; charset=utf-8", "json": "application/jso
 # Every query parameter a route takes (token: a download link's, api/deps.py); others are a 400.
 INVOICE_PARAMETERS = frozenset({"startDate", "endDate", "format", links.TOKEN_PARAM})
 DETAILS_PARAMETERS = INVOICE_PARAMETERS | {"subscriptionId"}
+EINVOICE_COLLECTION_PARAMETERS = INVOICE_PARAMETERS | {"embedPdf"}
 
 # Declared for the OpenAPI description only: the router's dependency does the checking.
 api_key_header = APIKeyHeader(
@@ -103,6 +104,17 @@ Format = Annotated[
         json_schema_extra={"enum": ["xml", "json"]},
     ),
 ]
+InvoiceFormat = Annotated[
+    str | None,
+    Query(
+        alias="format",
+        description="xml or json; wins over the Accept header. Default: from Accept, else "
+        "xml. v4 on: ubl (Peppol BIS Billing 3.0) or pdf answer a ZIP with one file per "
+        "invoice (docs/einvoicing.md).",
+        examples=["json"],
+        json_schema_extra={"enum": ["xml", "json", "ubl", "pdf"]},
+    ),
+]
 ApiKey = Annotated[str | None, Security(api_key_header)]
 
 router = api_router(before_auth=[Depends(resolve_version)], tags=["documents"])
@@ -127,6 +139,17 @@ def _headers(
     return headers
 
 
+def _document(request: Request, caller: ApiCaller, version: ApiVersion, endpoint: str) -> Response:
+    fmt = negotiation.choose_format(request)
+    window = negotiation.date_range(request, request.app.state.settings.today())
+    scope = negotiation.scope_for(caller.company_id, caller.environment, window)
+    # Open the transaction before answering, so a database that is down is a 503, not a
+    # broken stream.
+    connection = open_export(request.app.state.engine)
+    body = invoice_document(connection, invoice_shape(endpoint, version.v4_fields), scope, fmt)
+    return document_response(body, MEDIA_TYPES[fmt], _headers(version, endpoint, fmt, window))
+
+
 def _invoice_endpoint(endpoint: str, summary: str) -> None:
     def handler(
         request: Request,
@@ -138,23 +161,37 @@ def _invoice_endpoint(endpoint: str, summary: str) -> None:
         api_key: ApiKey = None,
     ) -> Response:
         negotiation.refuse_unknown_parameters(request, INVOICE_PARAMETERS)
-        fmt = negotiation.choose_format(request)
-        window = negotiation.date_range(request, request.app.state.settings.today())
-        scope = negotiation.scope_for(caller.company_id, caller.environment, window)
-        # Open the transaction before answering, so a database that is down is a 503, not a
-        # broken stream.
-        connection = open_export(request.app.state.engine)
-        body = invoice_document(connection, invoice_shape(endpoint, version.v4_fields), scope, fmt)
-        return document_response(body, MEDIA_TYPES[fmt], _headers(version, endpoint, fmt, window))
+        return _document(request, caller, version, endpoint)
 
-    handler.__name__ = endpoint
+    def einvoice_handler(
+        request: Request,
+        caller: CallerDep,
+        version: VersionDep,
+        start_date: StartDate = None,
+        end_date: EndDate = None,
+        format_: InvoiceFormat = None,
+        embed_pdf: einvoice_bulk.EmbedPdf = None,
+        api_key: ApiKey = None,
+    ) -> Response:
+        negotiation.refuse_unknown_parameters(request, EINVOICE_COLLECTION_PARAMETERS)
+        form = einvoice_bulk.wanted_form(request)
+        if form is not None:  # a ZIP of e-invoices (v4 on)
+            return einvoice_bulk.bulk_response(request, caller, version, endpoint, form)
+        return _document(request, caller, version, endpoint)
+
+    einvoices = endpoint in einvoice_bulk.ENDPOINTS
+    chosen = einvoice_handler if einvoices else handler
+    chosen.__name__ = endpoint
+    responses = document_responses(endpoint)
+    if einvoices:
+        einvoice_bulk.collection_additions(responses)
     router.add_api_route(
         f"/{endpoint}",
-        handler,
+        chosen,
         methods=["GET"],
         summary=summary,
         response_class=Response,
-        responses=document_responses(endpoint),
+        responses=responses,
         operation_id=endpoint,
     )
 

@@ -44,6 +44,12 @@ class CustomerRow(NamedTuple):
     email: str
     language_code: str
     is_partner_itself: bool
+    endpoint_id: str
+    endpoint_scheme: str
+    registration_number: str
+    registration_scheme: str
+    iban: str
+    bic: str
 
 
 class SubscriptionRow(NamedTuple):

@@ -909,6 +909,18 @@ def _sender(company: Company) -> dict[str, Any]:
         "VATNumber": company.vat_number,
         "Website": company.website,
         "Logo": company.logo,
+    } | _company_peppol(company)
+
+
+def _company_peppol(company: Company) -> dict[str, Any]:
+    """What a Peppol e-invoice needs beyond the v4 party fields (the writers pick theirs)."""
+    return {
+        "EndpointID": company.endpoint_id,
+        "EndpointScheme": company.endpoint_scheme,
+        "RegistrationNumber": company.chamber_of_commerce,
+        "RegistrationScheme": company.registration_scheme,
+        "IBAN": company.iban,
+        "BIC": company.bic,
     }
 
 
@@ -931,7 +943,7 @@ def _company_receiver(company: Company) -> dict[str, Any]:
         "Email": company.email,
         "Type": "Reseller",
         "LanguageName": language_name(company.language_code),
-    }
+    } | _company_peppol(company)
 
 
 def _customer_receiver(customer: CustomerRow) -> dict[str, Any]:
@@ -953,4 +965,10 @@ def _customer_receiver(customer: CustomerRow) -> dict[str, Any]:
         "Email": customer.email,
         "Type": "Customer",
         "LanguageName": language_name(customer.language_code),
+        "EndpointID": customer.endpoint_id,
+        "EndpointScheme": customer.endpoint_scheme,
+        "RegistrationNumber": customer.registration_number,
+        "RegistrationScheme": customer.registration_scheme,
+        "IBAN": customer.iban,
+        "BIC": customer.bic,
     }

@@ -45,6 +45,14 @@ class Customer(Base):
     city: Mapped[str] = mapped_column(String(100), default="")
     country_code: Mapped[str] = mapped_column(String(2))
     vat_number: Mapped[str] = mapped_column(String(40), default="")
+    # Peppol (docs/einvoicing.md): electronic address with its EAS scheme, legal registration
+    # id with its ICD scheme, and the bank account a refund goes to.
+    endpoint_id: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    endpoint_scheme: Mapped[str] = mapped_column(String(4), default="", server_default="")
+    registration_number: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    registration_scheme: Mapped[str] = mapped_column(String(4), default="", server_default="")
+    iban: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    bic: Mapped[str] = mapped_column(String(20), default="", server_default="")
     tax_zone_id: Mapped[int] = mapped_column(ForeignKey("tax_zones.id"))
     contact_first_name: Mapped[str] = mapped_column(String(100), default="")
     contact_middle_name: Mapped[str] = mapped_column(String(100), default="")

@@ -205,6 +205,9 @@ def _distributor(session: Session) -> Company:
         website="https://cloud-distribution.example",
         logo="https://cloud-distribution.example/logo.png",
         chamber_of_commerce="12345678",
+        registration_scheme="0106",
+        endpoint_id="12345678",
+        endpoint_scheme="0106",
         vat_number="NL123456782B01",
         bank_account="123456789",
         iban="NL91ABNA0417164300",
@@ -229,9 +232,12 @@ def _partner(session: Session) -> Company:
         email="finance@northwind.example",
         website="https://northwind.example",
         chamber_of_commerce="87654321",
+        registration_scheme="0106",
+        endpoint_id="87654321",
+        endpoint_scheme="0106",
         vat_number="NL987654329B01",
         bank_account="987654321",
-        iban="NL02RABO0123456789",
+        iban="NL44RABO0123456789",
         bic="RABONL2U",
         invoice_prefix="NW",
         terms_of_payment_days=14,
@@ -292,6 +298,7 @@ def _customers_and_subscriptions(
                 "language_code": language,
                 "is_partner_itself": own_use,
             }
+            | peppol_ids(n, "NL" if own_use else country)
         )
     customer_ids = _insert_returning_ids(session, Customer, customer_rows)
 
@@ -413,6 +420,48 @@ def _customers_and_subscriptions(
     ):
         for offset in range(0, len(rows), BATCH):
             session.execute(insert(model), rows[offset : offset + BATCH])
+
+
+# Per country: the bank code and BIC of the demo IBAN, and the BBAN's digit count after it.
+_BANKS = {
+    "NL": ("INGB", "INGBNL2A", 10),
+    "BE": ("", "GEBABEBB", 12),
+    "DE": ("", "COBADEFF", 18),
+    "FR": ("", "BNPAFRPP", 23),
+    "GB": ("BARC", "BARCGB22", 14),
+}
+
+
+def peppol_ids(n: int, country: str) -> dict[str, Any]:
+    """Customer ``n``'s electronic address, registration and bank account: valid by the
+    schemes' own check digits, derived from ``n`` alone (no draw from the demo's random
+    sequence, so everything else the demo makes stays as it was)."""
+    ids = {"endpoint_id": "", "endpoint_scheme": "", "registration_number": "",
+           "registration_scheme": "", "iban": "", "bic": ""}
+    if country == "NL":  # Chamber of Commerce (KvK) number, its own EAS and ICD 0106
+        kvk = f"{50_000_000 + n:08d}"
+        ids |= {"endpoint_id": kvk, "endpoint_scheme": "0106", "registration_number": kvk,
+                "registration_scheme": "0106"}
+    elif country == "BE":  # enterprise number: the last two digits are 97 - (first 8 mod 97)
+        number = f"0{4_000_000 + n % 10**6:07d}"
+        enterprise = f"{number}{97 - int(number) % 97:02d}"
+        ids |= {"endpoint_id": enterprise, "endpoint_scheme": "0208",
+                "registration_number": enterprise, "registration_scheme": "0208"}
+    elif country == "FR":  # SIRET (SIREN + establishment number); the SIREN registers
+        siren = f"{300_000_000 + n:09d}"
+        ids |= {"endpoint_id": f"{siren}00012", "endpoint_scheme": "0009",
+                "registration_number": siren, "registration_scheme": "0002"}
+    else:  # a GS1 location number (GLN), EAS 0088, with its mod-10 check digit
+        body = f"871234{n % 10**6:06d}"
+        check = (10 - sum(int(d) * (3 if i % 2 == 0 else 1)
+                          for i, d in enumerate(reversed(body))) % 10) % 10
+        ids |= {"endpoint_id": f"{body}{check}", "endpoint_scheme": "0088"}
+    if country in _BANKS:
+        bank, bic, digits = _BANKS[country]
+        bban = f"{bank}{n + 1:0{digits}d}"
+        numeric = "".join(str(int(char, 36)) for char in f"{bban}{country}00")
+        ids |= {"iban": f"{country}{98 - int(numeric) % 97:02d}{bban}", "bic": bic}
+    return ids
 
 
 def _insert_returning_ids(session: Session, model: Any, rows: list[dict[str, Any]]) -> list[int]:

@@ -23,6 +23,8 @@ EnvironmentName = Literal["production", "sandbox"]
 MAX_UNITS = 2**63 - 1  # ScaledDecimal stores 1/10,000 units in a BIGINT
 _PLAIN_DECIMAL = re.compile(r"[+-]?\d+(\.\d+)?")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_SCHEME = re.compile(r"(?:[0-9]{4})?")
+_IBAN = re.compile(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}")
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 _COUNTRY = re.compile(r"[A-Z]{2}")
 _LANGUAGE = re.compile(r"[a-z]{2}(-[A-Z]{2})?")
@@ -138,8 +140,25 @@ def _code(pattern: re.Pattern[str], kind: str, message: str) -> PlainValidator:
     return PlainValidator(parse)
 
 
+def _iban(value: Any) -> str:
+    text = "".join(value.split()).upper() if isinstance(value, str) else None
+    if text == "":
+        return text
+    if text is None or not _IBAN.fullmatch(text):
+        raise _error("iban", "must be an IBAN such as NL91ABNA0417164300")
+    digits = "".join(str(int(char, 36)) for char in text[4:] + text[:4])
+    if int(digits) % 97 != 1:
+        raise _error("iban", "has a wrong check digit (ISO 13616)")
+    return text
+
+
 Money = Annotated[Decimal, PlainValidator(_non_negative)]
 Quantity = Money
+# Peppol code lists: EAS (electronic address) and ICD (legal registration) schemes are four
+# digits (0106, 0208, 9944, ...); empty means not known.
+SchemeCode = Annotated[str, _code(
+    _SCHEME, "scheme_code", "must be a four-digit scheme such as 0106")]
+Iban = Annotated[str, PlainValidator(_iban)]
 Date = Annotated[dt.date, PlainValidator(_date)]
 Month = Annotated[str, PlainValidator(_month)]
 CountryCode = Annotated[str, _code(

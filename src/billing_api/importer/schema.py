@@ -33,12 +33,14 @@ from billing_api.importer.fields import (
     CurrencyCode,
     Date,
     EnvironmentName,
+    Iban,
     LanguageCode,
     Money,
     Month,
     Names,
     PeriodType,
     Quantity,
+    SchemeCode,
     check_text,
     column_length,
     text,
@@ -103,8 +105,11 @@ class CompanyRow(Row):
     chamber_of_commerce: str = text(Company, "chamber_of_commerce")
     vat_number: str = text(Company, "vat_number")
     bank_account: str = text(Company, "bank_account")
-    iban: str = text(Company, "iban")
+    iban: Iban = text(Company, "iban")
     bic: str = text(Company, "bic")
+    endpoint_id: str = text(Company, "endpoint_id")
+    endpoint_scheme: SchemeCode = text(Company, "endpoint_scheme")
+    registration_scheme: SchemeCode = text(Company, "registration_scheme")
     language_code: LanguageCode = "en"
     currency: CurrencyCode = "EUR"
     terms_of_payment_days: int = Field(30, ge=0, le=365)
@@ -195,6 +200,12 @@ class CustomerRow(Row):
     postal_code: str = text(Customer, "postal_code")
     city: str = text(Customer, "city")
     vat_number: str = text(Customer, "vat_number")
+    endpoint_id: str = text(Customer, "endpoint_id")
+    endpoint_scheme: SchemeCode = text(Customer, "endpoint_scheme")
+    registration_number: str = text(Customer, "registration_number")
+    registration_scheme: SchemeCode = text(Customer, "registration_scheme")
+    iban: Iban = text(Customer, "iban")
+    bic: str = text(Customer, "bic")
     contact_first_name: str = text(Customer, "contact_first_name")
     contact_middle_name: str = text(Customer, "contact_middle_name")
     contact_last_name: str = text(Customer, "contact_last_name")

@@ -1,0 +1,164 @@
+"""E-invoice forms on the API (v4 on): one invoice, and the bulk ZIP on the collections.
+
+``GET /api/v4/{invoices|customerinvoices}/{InvoiceID}`` answers one invoice as Peppol UBL,
+PDF, or the v4 XML/JSON document holding only it; ``format=ubl|pdf`` on the two collections
+answers a ZIP streamed entry by entry (``einvoice.documents``). Authentication and scoping
+are the collections': the router's dependency fixes partner and environment, and another
+partner's or environment's invoice is 404 like a missing one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Path, Query, Request, Response
+
+from billing_api.access import links
+from billing_api.api import einvoice_bulk, negotiation
+from billing_api.api.deps import ApiCaller, CallerDep, api_router
+from billing_api.api.errors import VersionGone
+from billing_api.api.openapi_docs import DOCUMENT_HEADERS
+from billing_api.api.openapi_problems import error_responses
+from billing_api.api.routes import ApiKey
+from billing_api.api.versions import CURRENT, SERVED, VERSIONS, ApiVersion
+from billing_api.db import transaction
+from billing_api.einvoice import documents
+from billing_api.errors import NotFound
+from billing_api.export.documents import invoice_shape
+from billing_api.export.stream import document_response, open_export
+
+
+def resolve_version(
+    version: Annotated[
+        str,
+        Path(description=f"The API version: single invoices exist from {CURRENT} on.",
+             examples=[CURRENT], json_schema_extra={"enum": list(SERVED)}),
+    ],
+    request: Request,
+) -> ApiVersion:
+    found = VERSIONS.get(version)
+    if found is None:
+        raise NotFound(
+            f"API version {version!r} does not exist: the current version is {CURRENT}",
+            code="unknown_version",
+        )
+    if not found.served:
+        raise VersionGone(f"API version {version} has reached End of Life and is no longer "
+                          f"served: use {CURRENT}")
+    if not found.v4_fields:
+        raise NotFound(
+            f"single invoices start in {CURRENT}: use "
+            f"{request.url.path.replace(version, CURRENT, 1)}",
+            code="unknown_endpoint",
+        )
+    return found
+
+
+VersionDep = Annotated[ApiVersion, Depends(resolve_version)]
+InvoiceId = Annotated[
+    str,
+    Path(alias="InvoiceID", description="The invoice's `InvoiceID` as the documents show it.",
+         examples=["NW-0000042"], json_schema_extra={"pattern": einvoice_bulk.INVOICE_ID_PATTERN}),
+]
+FormatParam = Annotated[
+    str | None,
+    Query(alias="format",
+          description="ubl (Peppol BIS Billing 3.0), pdf, xml or json (the v4 document holding "
+          "this one invoice); wins over Accept. Default: from Accept (application/pdf gives "
+          "the PDF), else xml.",
+          examples=["ubl"], json_schema_extra={"enum": ["ubl", "pdf", "xml", "json"]}),
+]
+router = api_router(before_auth=[Depends(resolve_version)], tags=["e-invoices"])
+
+
+def _accepts_pdf(request: Request) -> bool:
+    """``Accept`` prefers ``application/pdf`` to the XML and JSON types, negotiated by the
+    same q-value rules as every document and problem (``negotiation.negotiate``)."""
+    accept = negotiation.accept_header(request)
+    return bool(accept.strip()) and negotiation.negotiate(accept, PDF_TYPE) == "pdf"
+
+
+ONE_INVOICE_PARAMETERS = frozenset({"format", "embedPdf", links.TOKEN_PARAM})
+PDF_TYPE = {"application/pdf": "pdf"}
+
+
+def _one_invoice(endpoint: str, summary: str) -> None:
+    def handler(
+        request: Request,
+        caller: CallerDep,
+        version: VersionDep,
+        invoice_id: InvoiceId,
+        format_: FormatParam = None,
+        embed: einvoice_bulk.EmbedPdf = None,
+        api_key: ApiKey = None,
+    ) -> Response:
+        negotiation.refuse_unknown_parameters(request, ONE_INVOICE_PARAMETERS)
+        form = einvoice_bulk.wanted_form(request)
+        if form is None and request.query_params.get("format") is None and _accepts_pdf(request):
+            form = "pdf"
+        if form is None:
+            return _v4_document(request, caller, version, endpoint, invoice_id)
+        embed_it = einvoice_bulk.embed_pdf(request)
+        with transaction(request.app.state.session_factory) as session:
+            inv = documents.load(session.connection(), endpoint, caller.company_id,
+                                 caller.environment, invoice_id)
+        body = documents.render(inv, form, embed_pdf=embed_it)
+        suffix = "pdf" if form == "pdf" else "xml"
+        return Response(body, media_type=einvoice_bulk.MEDIA_TYPES[form],
+                        headers=einvoice_bulk.headers_for(version, f"{inv.header.number}.{suffix}"))
+
+    handler.__name__ = f"{endpoint}_one"
+    router.add_api_route(
+        f"/{endpoint}/{{InvoiceID}}",
+        handler,
+        methods=["GET"],
+        summary=summary,
+        response_class=Response,
+        responses=one_invoice_responses(),
+        operation_id=f"{endpoint}_one",
+    )
+
+
+def _v4_document(request: Request, caller: ApiCaller, version: ApiVersion, endpoint: str,
+                 number: str) -> Response:
+    """The v4 XML or JSON document holding only this invoice."""
+    fmt = negotiation.choose_format(request)
+    with transaction(request.app.state.session_factory) as session:
+        header = documents.find(session.connection(), endpoint, caller.company_id,
+                                caller.environment, number)
+    day = negotiation.parse_date("Date", header.date)
+    scope = negotiation.scope_for(caller.company_id, caller.environment, (day, day))
+    connection = open_export(request.app.state.engine)
+    shape = invoice_shape(endpoint, version.v4_fields)
+    body = documents.v4_document(connection, shape, scope, fmt, header.id)
+    # Named as the collections name theirs (the window is the invoice's day): <InvoiceID>.xml
+    # is the UBL's name.
+    name = f"{endpoint}_{version.name}_{header.date}_{header.date}.{fmt}"
+    return document_response(body, einvoice_bulk.MEDIA_TYPES[fmt],
+                             einvoice_bulk.headers_for(version, name))
+
+
+def one_invoice_responses() -> dict[int | str, dict[str, Any]]:
+    binary = {"type": "string", "format": "binary"}
+    responses: dict[int | str, dict[str, Any]] = {
+        200: {
+            "description": "The invoice as a file: Peppol BIS Billing 3.0 UBL (`format=ubl`, "
+            "an Invoice or, for a negative total, a CreditNote), a PDF, or the v4 document "
+            "holding only this invoice (XML or JSON).",
+            "headers": {k: v for k, v in DOCUMENT_HEADERS.items() if k not in ("Deprecation",
+                                                                              "Link")},
+            "content": {
+                "application/xml": {"schema": binary},
+                "application/pdf": {"schema": binary},
+                "application/json": {"schema": {"type": "object"}},
+            },
+        },
+    }
+    responses.update(error_responses())
+    responses.pop(410, None)
+    responses[409] = einvoice_bulk.incomplete_party_response()
+    return responses
+
+
+_one_invoice("invoices", "One purchase invoice as Peppol UBL, PDF, XML or JSON")
+_one_invoice("customerinvoices", "One sales invoice as Peppol UBL, PDF, XML or JSON")
