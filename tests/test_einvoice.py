@@ -267,7 +267,8 @@ def test_another_partners_or_environments_invoice_is_404_and_v3_refuses(
     old = demo.get(f"/api/v3/customerinvoices/{production[0]}", format="ubl")
     assert old.status_code == 404 and "start in v4" in _problem(old)["detail"]
     refused = demo.get("/api/v3/invoices", format="ubl", **ALL)
-    assert refused.status_code == 400 and "starts in v4" in _problem(refused)["detail"]
+    assert refused.status_code == 404 and "starts in v4" in _problem(refused)["detail"]
+    assert _problem(refused)["code"] == "format_not_in_version"
 
 
 def test_a_party_without_an_electronic_address_is_a_409_naming_it(

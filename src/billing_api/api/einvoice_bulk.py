@@ -16,7 +16,7 @@ from billing_api.api.deps import ApiCaller
 from billing_api.api.openapi_problems import problem_example, problem_xml
 from billing_api.api.versions import CURRENT, ApiVersion
 from billing_api.einvoice import documents
-from billing_api.errors import InvalidInput
+from billing_api.errors import InvalidInput, NotFound
 from billing_api.export.stream import in_export_threads, open_export
 
 FORMS = documents.FORMS
@@ -38,10 +38,12 @@ def wanted_form(request: Request) -> str | None:
 
 
 def refuse_before_v4(version: ApiVersion, endpoint: str, form: str) -> None:
+    """The e-invoice forms do not exist before v4: 404 like single invoices there (the format
+    itself is well-formed, so not a 400), naming where they are."""
     if not version.v4_fields:
-        raise InvalidInput(
+        raise NotFound(
             f"format={form} starts in {CURRENT}: use /api/{CURRENT}/{endpoint}?format={form}",
-            field="format",
+            code="format_not_in_version",
         )
 
 

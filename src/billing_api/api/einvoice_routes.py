@@ -93,12 +93,12 @@ def _one_invoice(endpoint: str, summary: str) -> None:
         api_key: ApiKey = None,
     ) -> Response:
         negotiation.refuse_unknown_parameters(request, ONE_INVOICE_PARAMETERS)
+        embed_it = einvoice_bulk.embed_pdf(request)  # a bad value is a 400 whatever the form
         form = einvoice_bulk.wanted_form(request)
         if form is None and request.query_params.get("format") is None and _accepts_pdf(request):
             form = "pdf"
         if form is None:
             return _v4_document(request, caller, version, endpoint, invoice_id)
-        embed_it = einvoice_bulk.embed_pdf(request)
         with transaction(request.app.state.session_factory) as session:
             inv = documents.load(session.connection(), endpoint, caller.company_id,
                                  caller.environment, invoice_id)

@@ -174,6 +174,7 @@ def _invoice_endpoint(endpoint: str, summary: str) -> None:
         api_key: ApiKey = None,
     ) -> Response:
         negotiation.refuse_unknown_parameters(request, EINVOICE_COLLECTION_PARAMETERS)
+        einvoice_bulk.embed_pdf(request)  # a bad value is a 400 whatever the format
         form = einvoice_bulk.wanted_form(request)
         if form is not None:  # a ZIP of e-invoices (v4 on)
             return einvoice_bulk.bulk_response(request, caller, version, endpoint, form)
