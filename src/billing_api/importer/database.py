@@ -2,7 +2,7 @@
 
 The catalog (companies, vendors, plans, resources, tax zones) is small and read whole, as ORM
 objects the writer then updates in place. Customers, subscriptions and usage can be many: only
-those the file names are read, in chunks.
+those a chunk of rows names are read, in chunks.
 """
 
 from __future__ import annotations
@@ -59,6 +59,11 @@ class Catalog:
     @cached_property
     def plan_by_id(self) -> dict[int, ServicePlan]:
         return {p.id: p for plans in self.plans.values() for p in plans}
+
+    def written(self) -> None:
+        """Forget the lookups cached so far: the import has written the catalog's new rows."""
+        for name in ("resource_names", "plan_by_id"):
+            self.__dict__.pop(name, None)
 
 
 def period_key(period: PlanPeriod) -> PeriodKey:
