@@ -264,7 +264,7 @@ class Checker:
         partner, env, number = key
         problem = self.partner_problem(partner)
         if problem is not None:
-            return ("partner", problem)
+            return ("partner", problem) if problem else ("", "")
         if key in self.existing.customers:  # in the database, or written by this import
             return None
         if key in self.broken["customers"]:
