@@ -127,10 +127,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     common.add_common_arguments(parser)
     parser.add_argument("--customers", type=int,
-                        help="default 100,000 (3 subscriptions each); 5,000 with --quick")
+                        help="default 100,000 (3 subscriptions each); 2,000 with --quick")
     parser.add_argument("--usage", type=int, help="usage rows (default: one per customer)")
     args = parser.parse_args()
-    customers = args.customers or (5_000 if args.quick else 100_000)
+    customers = args.customers or (2_000 if args.quick else 100_000)
     usage = min(args.usage or customers, customers)
     backends, notes = common.chosen_backends(args.backend)
     if args.quick:

@@ -270,3 +270,28 @@ def test_a_row_referring_to_a_refused_row_reports_nothing_more(
                                         chunk_size=1).errors]
     assert len(errors) == 1 and errors[0].startswith(f"{partners}:.partners[0]: country_code")
     assert _count(example, Customer) == 2
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.phases: list[tuple[str, int]] = []
+        self.reads: dict[str, list[int]] = {}
+
+    def phase(self, name: str, total_bytes: int) -> None:
+        self.phases.append((name, total_bytes))
+        self.reads[name] = []
+
+    def read(self, done_bytes: int) -> None:
+        self.reads[self.phases[-1][0]].append(done_bytes)
+
+
+def test_progress_is_reported_per_phase_in_bytes(example: Factory, tmp_path: Path) -> None:
+    files = _files(tmp_path, 300)
+    recorder = _Recorder()
+    _import(example, *files, chunk_size=50, progress=recorder)
+    sizes = [p.stat().st_size for p in files]
+    assert recorder.phases == [("catalog", sum(sizes)), ("customers", sizes[0]),
+                               ("subscriptions", sizes[1]), ("usage", sizes[2])]
+    for name, total in recorder.phases:
+        reads = recorder.reads[name]
+        assert reads == sorted(reads) and reads[-1] == total, (name, reads, total)

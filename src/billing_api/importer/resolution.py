@@ -23,8 +23,7 @@ class PlanView:
 @dataclass
 class UsageTarget:
     parsed: Parsed[UsageRow]
-    subscription_id: int
-    subscription_index: int | None  # unused: subscriptions are in the database by now
+    subscription_id: int  # in the database: subscriptions are written before usage is read
     rate_id: int | None = None  # the resource rate
     existing: UsageRecord | None = None  # the record to update, if there is one
 
@@ -32,8 +31,10 @@ class UsageTarget:
 @dataclass
 class Resolution:
     existing: Existing
-    periods: dict[int, PeriodKey] = field(default_factory=dict)  # subscription index → period
-    unchanged_subscriptions: dict[int, int] = field(default_factory=dict)  # index → id
+    # The chunk's subscription rows by index: the plan period of each, the id of an identical
+    # existing subscription.
+    periods: dict[int, PeriodKey] = field(default_factory=dict)
+    unchanged_subscriptions: dict[int, int] = field(default_factory=dict)
     usage: list[UsageTarget] = field(default_factory=list)
     unchanged_usage: list[tuple[int, Source]] = field(default_factory=list)  # (id, row)
 

@@ -216,4 +216,4 @@ def _check_existing_usage(checker: Checker, resolution: Resolution,
         checker.error(source, "period", f"is billed already for {row.partner} in "
                       f"{row.environment}: usage of a billed month cannot change")
         return
-    resolution.usage.append(UsageTarget(parsed, sub_id, None, rate_id, record))
+    resolution.usage.append(UsageTarget(parsed, sub_id, rate_id, record))
