@@ -10,9 +10,12 @@ customer, two resources and an attribute each) and a usage CSV (one row per cust
 2. the same two files again (everything exists: every row is compared, nothing written),
 3. ``usage.csv``.
 
-Each run's wall time and peak resident set (``ru_maxrss`` of the child, read with
+Each run's wall time, CPU time (user + system: on a shared machine the fairer measure of
+speed) and peak resident set (``ru_maxrss`` of the child, read with
 ``resource.getrusage(RUSAGE_CHILDREN)`` in a wrapper process of its own) are printed; the
 target is a peak under 300 MiB whatever the size. The last line printed is a JSON summary.
+``--baseline DIR`` runs the import of another checkout (``git archive REV | tar -x -C DIR``)
+instead, for before/after figures.
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ WRAPPER = """
 import resource, subprocess, sys, time
 started = time.perf_counter()
 code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
-print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
-      code)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(time.perf_counter() - started, usage.ru_maxrss, code, usage.ru_utime + usage.ru_stime)
 """
 
 
@@ -93,30 +96,38 @@ def write_files(folder: Path, customers: int, usage: int) -> dict[str, Path]:
     return paths
 
 
+BASELINE: list[Path] = []  # the source folder of another checkout, if --baseline
+
+
+def _env(db: common.Database) -> dict[str, str]:
+    return db.env(PYTHONPATH=str(BASELINE[0] / "src")) if BASELINE else db.env()
+
+
 def measure(db: common.Database, *args: str) -> dict[str, Any]:
     """One ``billing-api import ARGS`` in a fresh wrapper: seconds, peak RSS MiB, exit code."""
     result = subprocess.run(
         [sys.executable, "-c", WRAPPER, sys.executable, "-m", "billing_api", "import", *args],
-        env=db.env(), capture_output=True, text=True, check=False, timeout=7200)
+        env=_env(db), capture_output=True, text=True, check=False, timeout=7200)
     try:
-        seconds, kib, code = result.stdout.split()
+        seconds, kib, code, cpu = result.stdout.split()
     except ValueError:
         raise SystemExit(f"the wrapper failed:\n{result.stderr}") from None
-    return {"seconds": round(float(seconds), 1), "peak_rss_mib": round(int(kib) / 1024, 1),
-            "exit": int(code)}
+    return {"seconds": round(float(seconds), 1), "cpu_seconds": round(float(cpu), 1),
+            "peak_rss_mib": round(int(kib) / 1024, 1), "exit": int(code)}
 
 
 def run(backend: str, paths: dict[str, Path], customers: int, usage: int) -> dict[str, Any]:
     db = common.database(f"bench_import_{customers}", backend)
     db.create_empty()
-    common.cli(db.env(), "import", str(paths["catalog.json"]))
+    common.cli(_env(db), "import", str(paths["catalog.json"]))
     results: dict[str, Any] = {}
     main_files = (str(paths["customers.csv"]), str(paths["subscriptions.json"]))
     for name, files in (("import", main_files), ("reimport", main_files),
                         ("usage", (str(paths["usage.csv"]),))):
         results[name] = measure(db, *files)
         common.say(f"{backend:>10}: {name:>8} of {customers} customers, {3 * customers} "
-                   f"subscriptions, {usage} usage rows: {results[name]['seconds']} s, peak "
+                   f"subscriptions, {usage} usage rows: {results[name]['seconds']} s "
+                   f"({results[name]['cpu_seconds']} s CPU), peak "
                    f"{results[name]['peak_rss_mib']} MiB, exit {results[name]['exit']} "
                    f"({common.load_text()})")
     db.drop()
@@ -129,7 +140,11 @@ def main() -> None:
     parser.add_argument("--customers", type=int,
                         help="default 100,000 (3 subscriptions each); 2,000 with --quick")
     parser.add_argument("--usage", type=int, help="usage rows (default: one per customer)")
+    parser.add_argument("--baseline", type=Path,
+                        help="import with the code of this checkout instead (before/after)")
     args = parser.parse_args()
+    if args.baseline:
+        BASELINE.append(args.baseline.resolve())
     customers = args.customers or (2_000 if args.quick else 100_000)
     usage = min(args.usage or customers, customers)
     backends, notes = common.chosen_backends(args.backend)
@@ -140,6 +155,7 @@ def main() -> None:
     paths = write_files(folder, customers, usage)
     common.say(f"generated {folder} in {time.perf_counter() - started:.1f} s")
     summary: dict[str, Any] = {"benchmark": "importer", "quick": args.quick, "notes": notes,
+                               "baseline": str(args.baseline) if args.baseline else None,
                                "customers": customers, "subscriptions": 3 * customers,
                                "usage_rows": usage, "target_mib": TARGET_MIB, "backends": {}}
     for backend in backends:
