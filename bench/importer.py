@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import subprocess
 import sys
@@ -117,7 +118,8 @@ def measure(db: common.Database, *args: str) -> dict[str, Any]:
 
 
 def run(backend: str, paths: dict[str, Path], customers: int, usage: int) -> dict[str, Any]:
-    db = common.database(f"bench_import_{customers}", backend)
+    # The process id in the name: a baseline run may go on beside this one.
+    db = common.database(f"bench_import_{customers}_{os.getpid()}", backend)
     db.create_empty()
     common.cli(_env(db), "import", str(paths["catalog.json"]))
     results: dict[str, Any] = {}
