@@ -135,7 +135,7 @@ class _Reading:
 
     def phase(self, name: str, files: list[InputFile]) -> None:
         self.done, self.current = 0, None
-        if self.progress is not None:
+        if self.progress is not None and files:
             self.progress.phase(name, sum(f.size for f in files))
 
     def read(self, file: InputFile) -> None:
