@@ -290,7 +290,7 @@ def test_progress_is_reported_per_phase_in_bytes(example: Factory, tmp_path: Pat
     recorder = _Recorder()
     _import(example, *files, chunk_size=50, progress=recorder)
     sizes = [p.stat().st_size for p in files]
-    assert recorder.phases == [("catalog", sum(sizes)), ("customers", sizes[0]),
+    assert recorder.phases == [("catalog", sizes[1]), ("customers", sizes[0]),
                                ("subscriptions", sizes[1]), ("usage", sizes[2])]
     for name, total in recorder.phases:
         reads = recorder.reads[name]

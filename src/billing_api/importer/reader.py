@@ -186,9 +186,17 @@ def open_files(paths: Sequence[Path], table: str | None, problems: Problems) -> 
 def catalog_rows(files: Sequence[InputFile], batch: Batch) -> None:
     """Read the catalog sections of every file into ``batch`` (the first pass over each)."""
     for file in files:
+        if not reads_catalog(file):
+            continue  # a CSV of a streamed table: its first pass is the streaming one
         wanted = [s for s in CATALOG if s in file.sections]
         for section, source, data in file.rows(wanted):
             validate(section, source, data, batch, file.problems)
+
+
+def reads_catalog(file: InputFile) -> bool:
+    """Whether ``catalog_rows`` reads the file: every JSON file (its sections are known only
+    then), and a CSV file of a catalog table."""
+    return file.kind == "json" or bool(file.sections & set(CATALOG))
 
 
 def chunks(files: Sequence[InputFile], section: str, size: int,

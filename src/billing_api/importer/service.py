@@ -26,6 +26,7 @@ from billing_api.importer.reader import (
     catalog_rows,
     chunks,
     open_files,
+    reads_catalog,
 )
 from billing_api.importer.writer import Counts, Writer
 
@@ -91,7 +92,7 @@ def import_files(session: Session, paths: Sequence[Path], *, table: str | None =
     expected = read_manifest(manifest, files, problems) if manifest is not None else None
     catalog = Batch()
     reading = _Reading(files, progress)
-    reading.phase("catalog", files)
+    reading.phase("catalog", [f for f in files if reads_catalog(f)])
     catalog_rows(files, catalog)
     try:
         checker = Checker(session, catalog, problems)
