@@ -173,6 +173,8 @@ def check_text(value: str) -> str:
     if bad is not None:
         raise _error("text_control", f"contains the control character U+{ord(bad[0]):04X}; "
                      "fields are one line of printable text")
+    if value.isascii():  # the common case: nothing invisible, nothing to compose
+        return value
     invisible = _INVISIBLE.search(value)
     if invisible is not None:
         char = invisible[0]

@@ -235,12 +235,20 @@ def _parse_json_int(text: str) -> int | Decimal:
     return int(text) if len(text) <= 40 else Decimal(text)
 
 
+# Set when an object with a repeated key is decoded, cleared by ``validate``: a row is
+# validated right after it is decoded, so most rows skip the walk that finds the repeats.
+_REPEATS = [False]
+
+
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            result.setdefault(_DUPLICATES, []).append(key)
-        result[key] = value
+    result = dict(pairs)
+    if len(result) < len(pairs):
+        result = {}
+        for key, value in pairs:
+            if key in result:
+                result.setdefault(_DUPLICATES, []).append(key)
+            result[key] = value
+        _REPEATS[0] = True
     return result
 
 
@@ -518,7 +526,8 @@ def validate(section: str, source: Source, data: Any, batch: Batch,
     if not isinstance(data, dict):
         problems.add(source, WHOLE_ROW, "must be an object")
         return
-    duplicates = list(_duplicate_keys(data, ""))
+    duplicates = list(_duplicate_keys(data, "")) if _REPEATS[0] else []
+    _REPEATS[0] = False
     for path in duplicates:
         problems.add(source, path, "is given twice")
     try:
