@@ -295,3 +295,12 @@ def test_progress_is_reported_per_phase_in_bytes(example: Factory, tmp_path: Pat
     for name, total in recorder.phases:
         reads = recorder.reads[name]
         assert reads == sorted(reads) and reads[-1] == total, (name, reads, total)
+
+
+def test_a_file_that_is_not_utf8_is_refused(example: Factory, tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_bytes((CUSTOMER_HEADER + f"{PARTNER},production,X-1,Caf").encode()
+                     + b"\xe9,FR\n")
+    (error,) = _rejected(example, path).errors
+    assert str(error).startswith(f"{path}:.: -: is not UTF-8 text")
+    assert _count(example, Customer) == 2

@@ -141,7 +141,7 @@ class InputFile:
             self.readable = False
             if first:
                 self.problems.add(self.source(".", 0), WHOLE_ROW,
-                                  f"is not UTF-8 text (byte {exc.start} of a block read)")
+                                  f"is not UTF-8 text ({exc.reason}): save it as UTF-8")
         except _Stop:
             pass  # reported by the first pass; later passes stop at the same place
 
@@ -396,8 +396,13 @@ def _csv_header(file: InputFile, table: str | None) -> None:
     try:
         with file.path.open("r", encoding="utf-8-sig", newline="") as handle:
             first_line = handle.readline()
-    except (OSError, UnicodeDecodeError):
-        file.sections = set()  # the first pass reports it
+    except OSError as exc:
+        file.problems.add(file.source(".", 0), WHOLE_ROW,
+                          f"cannot read the file: {exc.strerror or exc}")
+        return
+    except UnicodeDecodeError as exc:
+        file.problems.add(file.source(".", 0), WHOLE_ROW,
+                          f"is not UTF-8 text ({exc.reason}): save it as UTF-8")
         return
     cells = next(csv.reader([first_line], delimiter=_delimiter(first_line)), [])
     header = [cell.strip() for cell in cells]
