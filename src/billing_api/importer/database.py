@@ -135,13 +135,21 @@ def load_existing(
             )):
                 existing.customers[(names[partner_id], env, customer.customer_number)] = customer
 
-    ids = sorted({existing.customers[k].id for k in subscription_customers
-                  if k in existing.customers})
+    # By partner and environment too, so that the (partner, environment, customer) index
+    # serves the look-up: by customer alone it would scan every subscription, once per chunk.
+    by_owner: dict[tuple[int, str], set[int]] = defaultdict(set)
+    for key in subscription_customers:
+        found = existing.customers.get(key)
+        if found is not None:
+            by_owner[(found.partner_id, found.environment)].add(found.id)
     subs: dict[int, ExistingSubscription] = {}
-    for part in chunks(ids):
-        for sub in session.scalars(select(Subscription).where(Subscription.customer_id.in_(part))):
-            subs[sub.id] = ExistingSubscription(sub)
-            existing.subscriptions[(sub.customer_id, sub.name)].append(subs[sub.id])
+    for (partner_id, env), ids in by_owner.items():
+        for part in chunks(sorted(ids)):
+            for sub in session.scalars(select(Subscription).where(
+                    Subscription.partner_id == partner_id, Subscription.environment == env,
+                    Subscription.customer_id.in_(part))):
+                subs[sub.id] = ExistingSubscription(sub)
+                existing.subscriptions[(sub.customer_id, sub.name)].append(subs[sub.id])
     sub_ids = sorted(subs)
     for part in chunks(sub_ids):
         for sr in session.scalars(select(SubscriptionResource).where(
