@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from billing_api.billing.vat import home_zone_code
-from billing_api.customers.models import Subscription
+from billing_api.customers.models import Customer, Subscription
 from billing_api.importer.database import (
     Catalog,
     CustomerKey,
@@ -94,6 +94,11 @@ class Checker:
         self.origins = Origins()
         self.first_new_subscription = 1 + (session.scalar(select(func.max(Subscription.id)))
                                            or 0)
+        # A customer this import creates has no subscriptions but those it writes: only
+        # look for them once it has some (inside the transaction the database's planner may
+        # scan the growing table for each chunk).
+        self.first_new_customer = 1 + (session.scalar(select(func.max(Customer.id))) or 0)
+        self.subscribed: set[int] = set()  # new customers with subscriptions written
 
     def error(self, source: Source, field_: str, message: str) -> None:
         self.problems.add(source, field_, message)
@@ -135,7 +140,9 @@ class Checker:
         self.batch = batch
         self._duplicates()
         keys = [p.row.customer_key for p in batch.section("subscriptions", SubscriptionRow)]
-        self.existing = load_existing(self.session, self.catalog, keys, keys, [])
+        self.existing = load_existing(
+            self.session, self.catalog, keys, keys, [], wants_subscriptions=lambda c:
+            c.id < self.first_new_customer or c.id in self.subscribed)
         resolution = Resolution(self.existing)
         check_subscriptions(self, resolution)
         for parsed in batch.section("subscriptions", SubscriptionRow):

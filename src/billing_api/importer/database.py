@@ -8,7 +8,7 @@ those a chunk of rows names are read, in chunks.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TypeVar
@@ -117,6 +117,7 @@ class Existing:
 def load_existing(
     session: Session, catalog: Catalog, customer_keys: Iterable[CustomerKey],
     subscription_customers: Iterable[CustomerKey], usage_periods: Iterable[str],
+    wants_subscriptions: Callable[[Customer], bool] | None = None,
 ) -> Existing:
     """Read the customers named by ``customer_keys``, the subscriptions of those named by
     ``subscription_customers``, and the usage and billing runs of (partner, env, period)."""
@@ -140,7 +141,7 @@ def load_existing(
     by_owner: dict[tuple[int, str], set[int]] = defaultdict(set)
     for key in subscription_customers:
         found = existing.customers.get(key)
-        if found is not None:
+        if found is not None and (wants_subscriptions is None or wants_subscriptions(found)):
             by_owner[(found.partner_id, found.environment)].add(found.id)
     subs: dict[int, ExistingSubscription] = {}
     for (partner_id, env), ids in by_owner.items():

@@ -254,6 +254,9 @@ class Writer:
                        strict=True))
         for index, sub_id in ids.items():
             origins.add("subscriptions", sub_id, subs[index].source)
+        first_new = self.checker.first_new_customer
+        self.checker.subscribed.update(customer_ids[subs[i].row.customer_key] for i in new
+                                       if customer_ids[subs[i].row.customer_key] >= first_new)
         self.created("subscriptions", count=len(new))
         resources: list[dict[str, Any]] = []
         attributes: list[dict[str, Any]] = []
