@@ -60,6 +60,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                              figures["ratio_to_floor"], 2.0, higher=False))
         found.append(_target(f"billing {backend}: peak RSS growth, large − small run",
                              figures["memory_growth_mib"], 30, higher=False, unit=" MiB"))
+    for backend, figures in results.get("importer", {}).get("backends", {}).items():
+        size = f"{results['importer']['customers']:,} customers"
+        for run in ("import", "reimport", "usage"):
+            found.append(_target(f"import {backend} {run} of {size}: peak RSS",
+                                 figures[run]["peak_rss_mib"], 300, higher=False, unit=" MiB"))
     return found
 
 
@@ -186,6 +191,7 @@ def write(summary: dict[str, Any], markdown: Path, png: Path) -> None:
     out += _naive_section(results.get("naive", {}))
     out += _load_section(results.get("load", {}))
     out += _billing_section(results.get("billing", {}))
+    out += _importer_section(results.get("importer", {}))
     out += _compare_section(results.get("compare", {}))
     out += ["", NOTES.strip(), ""]
     markdown.write_text("\n".join(out))
@@ -232,6 +238,19 @@ def _memory_section(memory: dict[str, Any]) -> list[str]:
              _load(f.get("load"))] for b, f in memory["backends"].items()]
     return out + _table(["backend", "small: lines", "peak MiB", "large: lines", "peak MiB",
                          "growth MiB (target ≤ 30)", "load"], rows)
+
+
+def _importer_section(importer: dict[str, Any]) -> list[str]:
+    if not importer.get("backends"):
+        return []
+    out = ["", "## Import", "",
+           f"`billing-api import` (bench/importer.py) of {importer['customers']:,} customers "
+           f"and {importer['subscriptions']:,} subscriptions, the same files again, then "
+           f"{importer['usage_rows']:,} usage rows: wall time and peak RSS of the process "
+           "(target < 300 MiB whatever the size).", ""]
+    rows = [[b, run, f[run]["seconds"], f[run]["peak_rss_mib"]]
+            for b, f in importer["backends"].items() for run in ("import", "reimport", "usage")]
+    return out + _table(["backend", "run", "seconds", "peak MiB"], rows)
 
 
 def _naive_section(naive: dict[str, Any]) -> list[str]:

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from billing_api.cli.context import unit_of_work
 from billing_api.importer import ImportRejected, ImportSummary, RowError, import_files
@@ -26,9 +28,10 @@ class CsvTable(StrEnum):
 class _RollBack(Exception):
     """Leaves the unit of work by an exception, so that its transaction is rolled back."""
 
-    def __init__(self, errors: Sequence[RowError] = (), summary: ImportSummary | None = None):
+    def __init__(self, errors: Sequence[RowError] = (), summary: ImportSummary | None = None,
+                 more: int = 0):
         super().__init__("roll back")
-        self.errors, self.summary = errors, summary
+        self.errors, self.summary, self.more = errors, summary, more
 
 
 def import_command(
@@ -39,6 +42,9 @@ def import_command(
         help="The table every CSV file holds (default: recognised by the header).")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Check everything and report, then roll back.")] = False,
+    manifest: Annotated[Path | None, typer.Option(
+        help="A JSON file of row counts and SHA-256 digests the files must match "
+        "(docs/import.md).", show_default=False)] = None,
 ) -> None:
     """Import FILE... in one transaction: every row, or on any error nothing at all.
 
@@ -47,25 +53,57 @@ def import_command(
     """
     summary: ImportSummary | None = None
     try:
-        with unit_of_work(writer=True) as session:
+        with unit_of_work(writer=True) as session, _ProgressBar() as progress:
             try:
-                summary = import_files(session, files, table=table.value if table else None)
+                summary = import_files(session, files, table=table.value if table else None,
+                                       manifest=manifest, progress=progress)
             except ImportRejected as exc:
-                raise _RollBack(exc.errors) from None
+                raise _RollBack(exc.errors, more=exc.more) from None
             if dry_run:
                 raise _RollBack(summary=summary)
     except _RollBack as rollback:
         if rollback.summary is None:
-            _reject(rollback.errors)
+            _reject(rollback.errors, rollback.more)
         summary = rollback.summary
     _report(summary, dry_run)
 
 
-def _reject(errors: Sequence[RowError]) -> None:
+class _ProgressBar:
+    """A rich progress bar on stderr, per phase (catalog, customers, …) over the bytes read;
+    shown only when stderr is a terminal, and gone when the import ends."""
+
+    def __init__(self) -> None:
+        self.console = Console(stderr=True)
+        self.bar = Progress(
+            TextColumn("{task.description:>13}"), BarColumn(), DownloadColumn(),
+            TimeElapsedColumn(), console=self.console, transient=True,
+            disable=not self.console.is_terminal)
+        self.task: TaskID | None = None
+
+    def __enter__(self) -> _ProgressBar:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def phase(self, name: str, total_bytes: int) -> None:
+        if self.task is not None:
+            self.bar.update(self.task, completed=self.bar.tasks[-1].total or 0)
+        self.task = self.bar.add_task(name, total=max(total_bytes, 1))
+
+    def read(self, done_bytes: int) -> None:
+        if self.task is not None:
+            self.bar.update(self.task, completed=done_bytes)
+
+
+def _reject(errors: Sequence[RowError], more: int = 0) -> None:
     # Plain lines (no markup, no wrapping): editors and scripts parse FILE:ROW: FIELD: message.
     for error in errors:
         typer.echo(str(error), err=True)
-    count = len(errors)
+    if more:
+        typer.echo(f"and {more} more", err=True)
+    count = len(errors) + more
     typer.echo(f"import rejected: {count} error{'s' if count != 1 else ''}, "
                "nothing was imported", err=True)
     raise typer.Exit(1)

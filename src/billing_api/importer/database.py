@@ -2,13 +2,13 @@
 
 The catalog (companies, vendors, plans, resources, tax zones) is small and read whole, as ORM
 objects the writer then updates in place. Customers, subscriptions and usage can be many: only
-those the file names are read, in chunks.
+those a chunk of rows names are read, in chunks.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TypeVar
@@ -59,6 +59,11 @@ class Catalog:
     @cached_property
     def plan_by_id(self) -> dict[int, ServicePlan]:
         return {p.id: p for plans in self.plans.values() for p in plans}
+
+    def written(self) -> None:
+        """Forget the lookups cached so far: the import has written the catalog's new rows."""
+        for name in ("resource_names", "plan_by_id"):
+            self.__dict__.pop(name, None)
 
 
 def period_key(period: PlanPeriod) -> PeriodKey:
@@ -112,6 +117,7 @@ class Existing:
 def load_existing(
     session: Session, catalog: Catalog, customer_keys: Iterable[CustomerKey],
     subscription_customers: Iterable[CustomerKey], usage_periods: Iterable[str],
+    wants_subscriptions: Callable[[Customer], bool] | None = None,
 ) -> Existing:
     """Read the customers named by ``customer_keys``, the subscriptions of those named by
     ``subscription_customers``, and the usage and billing runs of (partner, env, period)."""
@@ -130,13 +136,21 @@ def load_existing(
             )):
                 existing.customers[(names[partner_id], env, customer.customer_number)] = customer
 
-    ids = sorted({existing.customers[k].id for k in subscription_customers
-                  if k in existing.customers})
+    # By partner and environment too, so that the (partner, environment, customer) index
+    # serves the look-up: by customer alone it would scan every subscription, once per chunk.
+    by_owner: dict[tuple[int, str], set[int]] = defaultdict(set)
+    for key in subscription_customers:
+        found = existing.customers.get(key)
+        if found is not None and (wants_subscriptions is None or wants_subscriptions(found)):
+            by_owner[(found.partner_id, found.environment)].add(found.id)
     subs: dict[int, ExistingSubscription] = {}
-    for part in chunks(ids):
-        for sub in session.scalars(select(Subscription).where(Subscription.customer_id.in_(part))):
-            subs[sub.id] = ExistingSubscription(sub)
-            existing.subscriptions[(sub.customer_id, sub.name)].append(subs[sub.id])
+    for (partner_id, env), ids in by_owner.items():
+        for part in chunks(sorted(ids)):
+            for sub in session.scalars(select(Subscription).where(
+                    Subscription.partner_id == partner_id, Subscription.environment == env,
+                    Subscription.customer_id.in_(part))):
+                subs[sub.id] = ExistingSubscription(sub)
+                existing.subscriptions[(sub.customer_id, sub.name)].append(subs[sub.id])
     sub_ids = sorted(subs)
     for part in chunks(sub_ids):
         for sr in session.scalars(select(SubscriptionResource).where(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -29,9 +30,14 @@ _MONTH = re.compile(r"(\d{4})-(\d{2})")
 _COUNTRY = re.compile(r"[A-Z]{2}")
 _LANGUAGE = re.compile(r"[a-z]{2}(-[A-Z]{2})?")
 _CURRENCY = re.compile(r"[A-Z]{3}")
-# One line of text: no C0 controls, DEL, lone surrogates or non-characters (XML refuses them,
-# PostgreSQL refuses NUL).
-_BAD_CHARS = re.compile("[\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+# One line of text: no C0 or C1 controls, DEL, lone surrogates or non-characters (XML refuses
+# them, PostgreSQL refuses NUL).
+_BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# Characters that break a line or that cannot be seen: line and paragraph separators, bidi
+# controls (a right-to-left override makes a name display other than it is stored) and
+# zero-width characters, a byte-order mark among them.
+_INVISIBLE = re.compile("[\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+                        "\u200b-\u200d\u2060\u180e\ufeff]")
 FIRST_YEAR, LAST_YEAR = 1900, 2999
 
 
@@ -180,12 +186,21 @@ Names = dict[LanguageCode, NameText]
 Count = Annotated[int, Field(ge=1, le=120)]
 
 
-def check_text(value: str) -> None:
-    """Raise when ``value`` is not one line of printable text."""
+def check_text(value: str) -> str:
+    """``value`` in Unicode normal form C; raise when it is not one line of visible text."""
     bad = _BAD_CHARS.search(value)
     if bad is not None:
         raise _error("text_control", f"contains the control character U+{ord(bad[0]):04X}; "
                      "fields are one line of printable text")
+    if value.isascii():  # the common case: nothing invisible, nothing to compose
+        return value
+    invisible = _INVISIBLE.search(value)
+    if invisible is not None:
+        char = invisible[0]
+        raise _error("text_invisible", f"contains U+{ord(char):04X} "
+                     f"{unicodedata.name(char, 'a format character')}, which breaks the line "
+                     "or cannot be seen; remove it")
+    return unicodedata.normalize("NFC", value)
 
 
 def column_length(model: type[Base], name: str) -> int:

@@ -7,6 +7,7 @@ from typing import Any
 
 from billing_api.customers.models import UsageRecord
 from billing_api.importer.database import Existing
+from billing_api.importer.errors import Source
 from billing_api.importer.reader import Parsed
 from billing_api.importer.schema import KEYS, PeriodKey, UsageRow
 
@@ -22,19 +23,20 @@ class PlanView:
 @dataclass
 class UsageTarget:
     parsed: Parsed[UsageRow]
-    subscription_id: int | None  # an existing subscription, or
-    subscription_index: int | None  # one this import creates (index into its subscriptions)
-    rate_id: int | None = None  # the resource rate, for an existing subscription
+    subscription_id: int  # in the database: subscriptions are written before usage is read
+    rate_id: int | None = None  # the resource rate
     existing: UsageRecord | None = None  # the record to update, if there is one
 
 
 @dataclass
 class Resolution:
     existing: Existing
-    periods: dict[int, PeriodKey] = field(default_factory=dict)  # subscription index → period
-    unchanged_subscriptions: dict[int, int] = field(default_factory=dict)  # index → id
+    # The chunk's subscription rows by index: the plan period of each, the id of an identical
+    # existing subscription.
+    periods: dict[int, PeriodKey] = field(default_factory=dict)
+    unchanged_subscriptions: dict[int, int] = field(default_factory=dict)
     usage: list[UsageTarget] = field(default_factory=list)
-    unchanged_usage: int = 0
+    unchanged_usage: list[tuple[int, Source]] = field(default_factory=list)  # (id, row)
 
 
 def row_key(section: str, row: Any) -> tuple[str, ...]:

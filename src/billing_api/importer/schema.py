@@ -56,13 +56,12 @@ class Row(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _one_line_of_text(cls, value: Any) -> Any:
+        # Every free-text field: checked, and stored in normal form C (a decomposed é composed).
         if isinstance(value, str):
-            check_text(value)
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                for part in (key, item):
-                    if isinstance(part, str):
-                        check_text(part)
+            return check_text(value)
+        if isinstance(value, dict):
+            return {check_text(k) if isinstance(k, str) else k:
+                    check_text(v) if isinstance(v, str) else v for k, v in value.items()}
         return value
 
     def given(self, *exclude: str) -> dict[str, Any]:

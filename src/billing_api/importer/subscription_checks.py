@@ -7,7 +7,6 @@ or refused, naming the first field that differs.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from billing_api.importer.database import ExistingSubscription, period_key
@@ -26,13 +25,16 @@ def check_subscriptions(checker: Checker, resolution: Resolution) -> None:
     for index, parsed in enumerate(checker.batch.section("subscriptions", SubscriptionRow)):
         row, source = parsed.row, parsed.source
         problem = checker.customer_problem(row.customer_key)
-        if problem is not None and problem[0]:
-            checker.error(source, *problem)
+        if problem is not None:
+            if problem[0]:
+                checker.error(source, *problem)
+            checker.skip(source)
         view = _plan_view(checker, source, row.plan)
         key = None if view is None else _select_period(checker, source, row, view)
         if view is not None:
             _check_resources(checker, source, row, view)
         if key is None or problem is not None:
+            checker.skip(source)
             continue
         resolution.periods[index] = key
         customer = checker.existing.customers.get(row.customer_key)
@@ -41,6 +43,10 @@ def check_subscriptions(checker: Checker, resolution: Resolution) -> None:
         for same in checker.existing.subscriptions[(customer.id, row.name)]:
             if same.subscription.start_date != row.start_date:
                 continue
+            first = checker.origins.get("subscriptions", same.subscription.id)
+            if first is not None:
+                checker.error(source, "start_date", f"duplicate of {first}")
+                break
             differs = _difference(checker, row, key, same)
             if differs is None:
                 resolution.unchanged_subscriptions[index] = same.subscription.id
@@ -135,16 +141,8 @@ def _difference(checker: Checker, row: SubscriptionRow, key: PeriodKey,
 
 
 def check_usage(checker: Checker, resolution: Resolution) -> None:
-    # (customer key, subscription name) → (start date, index) of the import's new subscriptions
-    created: dict[tuple[Any, str], list[tuple[Any, int]]] = defaultdict(list)
-    subscriptions = checker.batch.section("subscriptions", SubscriptionRow)
-    for index, sub in enumerate(subscriptions):
-        customer = checker.existing.customers.get(sub.row.customer_key)
-        if customer is not None and any(
-                s.subscription.start_date == sub.row.start_date
-                for s in checker.existing.subscriptions[(customer.id, sub.row.name)]):
-            continue  # the existing one (identical, or the row is an error already)
-        created[(sub.row.customer_key, sub.row.name)].append((sub.row.start_date, index))
+    # Every subscription a usage row may name is in the database by now: subscriptions are
+    # written before usage is read. Duplicates of rows of earlier chunks are found there too.
     seen: dict[tuple[Any, ...], Source] = {}
     for parsed in checker.batch.section("usage", UsageRow):
         row, source = parsed.row, parsed.source
@@ -154,26 +152,18 @@ def check_usage(checker: Checker, resolution: Resolution) -> None:
                 checker.error(source, *problem)
             continue
         start = row.subscription_start_date
-        new = [i for day, i in created[(row.customer_key, row.subscription)]
-               if start is None or day == start]
         customer = checker.existing.customers.get(row.customer_key)
         old = [] if customer is None else [
             s for s in checker.existing.subscriptions[(customer.id, row.subscription)]
             if start is None or s.subscription.start_date == start]
-        if len(new) + len(old) != 1:
-            _no_single_subscription(checker, source, row, len(new) + len(old))
+        if len(old) != 1:
+            _no_single_subscription(checker, source, row, len(old))
             continue
-        target = (new[0] if new else -old[0].subscription.id, row.resource, row.period)
+        target = (old[0].subscription.id, row.resource, row.period)
         first = seen.setdefault(target, source)
         if first is not source:
             checker.error(source, "period", f"duplicate of {first} (the same subscription, "
                           "resource and month)")
-            continue
-        if new:
-            if row.resource not in {r.resource for r in subscriptions[new[0]].row.resources}:
-                _no_resource(checker, source, row)
-                continue
-            resolution.usage.append(UsageTarget(parsed, None, new[0]))
             continue
         _check_existing_usage(checker, resolution, parsed, old[0])
 
@@ -210,12 +200,20 @@ def _check_existing_usage(checker: Checker, resolution: Resolution,
         return
     sub_id = same.subscription.id
     record = checker.existing.usage.get((sub_id, rate_id, row.period))
+    first = None if record is None else checker.origins.get("usage_records", record.id)
+    if first is not None:
+        checker.error(source, "period", f"duplicate of {first} (the same subscription, "
+                      "resource and month)")
+        return
     if record is not None and record.quantity == row.quantity:
-        resolution.unchanged_usage += 1
+        resolution.unchanged_usage.append((record.id, source))
         return
     partner_id = checker.catalog.companies[row.partner].id
-    if (partner_id, row.environment, row.period) in checker.existing.billed:
+    # As before streaming: usage of a subscription this import creates is not checked
+    # against billed months.
+    if sub_id < checker.first_new_subscription and \
+            (partner_id, row.environment, row.period) in checker.existing.billed:
         checker.error(source, "period", f"is billed already for {row.partner} in "
                       f"{row.environment}: usage of a billed month cannot change")
         return
-    resolution.usage.append(UsageTarget(parsed, sub_id, None, rate_id, record))
+    resolution.usage.append(UsageTarget(parsed, sub_id, rate_id, record))

@@ -1,7 +1,9 @@
 """Writing a checked import. The catalog goes through the ORM (few rows, updated in place);
-customers, subscriptions and usage go in with bulk Core inserts, since they can be many.
+customers, subscriptions and usage go in chunk by chunk with bulk Core inserts, since they can
+be many.
 
-Nothing here validates: ``checks`` has made sure every reference resolves.
+Nothing here validates: ``checks`` has made sure every reference of the rows it did not skip
+resolves.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
@@ -32,17 +34,23 @@ from billing_api.customers.models import (
     SubscriptionResource,
     UsageRecord,
 )
-from billing_api.importer.database import CustomerKey, chunks, period_key
-from billing_api.importer.reader import Batch
+from billing_api.importer.database import Existing, chunks, period_key
+from billing_api.importer.reader import Batch, Parsed
 from billing_api.importer.resolution import Resolution
 from billing_api.importer.schema import (
     CompanyRow,
     CustomerRow,
     PlanRow,
     ResourceRow,
+    Row,
     SubscriptionRow,
     VendorRow,
 )
+
+if TYPE_CHECKING:
+    from billing_api.importer.checks import Checker
+
+R = TypeVar("R", bound=Row)
 
 BATCH = 5000
 
@@ -54,29 +62,51 @@ class Counts:
     unchanged: int = 0
 
 
-def write(session: Session, batch: Batch, resolution: Resolution) -> dict[str, Counts]:
-    """Write every row; returns created/updated/unchanged counts per table."""
-    writer = _Writer(session, batch, resolution)
-    writer.companies()
-    writer.vendors_and_resources()
-    session.flush()
-    writer.plans()
-    session.flush()
-    customer_ids = writer.customers()
-    subscription_ids = writer.subscriptions(customer_ids)
-    writer.usage(subscription_ids)
-    session.flush()
-    return dict(writer.counts)
+class Writer:
+    """Writes the catalog once, then customers, subscriptions and usage chunk by chunk; leaves
+    out the rows the checker skipped. ``counts`` adds up over the whole import."""
 
-
-class _Writer:
-    def __init__(self, session: Session, batch: Batch, resolution: Resolution) -> None:
-        self.session, self.batch, self.resolution = session, batch, resolution
-        self.existing = resolution.existing
-        self.catalog = resolution.existing.catalog
+    def __init__(self, session: Session, checker: Checker) -> None:
+        self.session, self.checker = session, checker
+        self.catalog = checker.catalog
         self.counts: dict[str, Counts] = defaultdict(Counts)
         self._resource_names: dict[int, str] = {}
         self._rates: dict[str, dict[str, ResourceRate]] = {}
+        self.batch = Batch()
+        self.existing = Existing(self.catalog)
+        self.resolution = Resolution(self.existing)
+
+    def _use(self, batch: Batch, resolution: Resolution | None = None) -> None:
+        self.batch = batch
+        if resolution is not None:
+            self.resolution, self.existing = resolution, resolution.existing
+
+    def _rows(self, section: str, model: type[R]) -> list[Parsed[R]]:
+        return [p for p in self.batch.section(section, model)
+                if p.source not in self.checker.skipped]
+
+    def write_catalog(self, batch: Batch) -> None:
+        self._use(batch)
+        self.companies()
+        self.vendors_and_resources()
+        self.session.flush()
+        self.plans()
+        self.session.flush()
+        self.catalog.written()
+
+    def write_customers(self, batch: Batch, resolution: Resolution) -> None:
+        self._use(batch, resolution)
+        self.customers()
+        self.session.flush()
+
+    def write_subscriptions(self, batch: Batch, resolution: Resolution) -> None:
+        self._use(batch, resolution)
+        self.subscriptions()
+
+    def write_usage(self, batch: Batch, resolution: Resolution) -> None:
+        self._use(batch, resolution)
+        self.usage()
+        self.session.flush()
 
     def created(self, table: str, obj: Any = None, count: int = 1) -> None:
         if obj is not None:
@@ -95,7 +125,7 @@ class _Writer:
 
     def companies(self) -> None:
         companies = self.catalog.companies
-        for parsed in self.batch.section("distributor", CompanyRow)[:1]:
+        for parsed in self._rows("distributor", CompanyRow)[:1]:
             company = self.catalog.distributor
             if company is None:
                 company = Company(kind="distributor", **parsed.row.columns())
@@ -104,7 +134,7 @@ class _Writer:
                 companies.pop(company.name, None)
                 self.apply("companies", company, parsed.row.given())
             companies[company.name] = company
-        for parsed in self.batch.section("partners", CompanyRow):
+        for parsed in self._rows("partners", CompanyRow):
             found = companies.get(parsed.row.name)
             if found is None:
                 companies[parsed.row.name] = Company(kind="partner", **parsed.row.columns())
@@ -114,7 +144,7 @@ class _Writer:
 
     def vendors_and_resources(self) -> None:
         vendors, categories = self.catalog.vendors, self.catalog.categories
-        for vendor in self.batch.section("vendors", VendorRow):
+        for vendor in self._rows("vendors", VendorRow):
             if vendor.row.name in vendors:
                 self.counts["vendors"].unchanged += 1
             else:
@@ -124,7 +154,7 @@ class _Writer:
             if plan.row.category not in categories:
                 categories[plan.row.category] = PlanCategory(name=plan.row.category)
                 self.created("plan_categories", categories[plan.row.category])
-        for parsed in self.batch.section("resources", ResourceRow):
+        for parsed in self._rows("resources", ResourceRow):
             found = self.catalog.resources.get(parsed.row.name)
             if found:
                 self.apply("resources", found[0], parsed.row.given())
@@ -133,7 +163,7 @@ class _Writer:
                 self.created("resources", self.catalog.resources[parsed.row.name][0])
 
     def plans(self) -> None:
-        for parsed in self.batch.section("service_plans", PlanRow):
+        for parsed in self._rows("service_plans", PlanRow):
             row = parsed.row
             values = {"vendor_id": self.catalog.vendors[row.vendor].id,
                       "category_id": self.catalog.categories[row.category].id}
@@ -172,33 +202,40 @@ class _Writer:
                     else:
                         self.apply("rate_periods", found_period, rate_period_row.given())
 
-    def customers(self) -> dict[CustomerKey, int]:
+    def customers(self) -> None:
         zones, companies = self.catalog.zones, self.catalog.companies
+        origins = self.checker.origins
         new: list[dict[str, Any]] = []
-        keys: list[CustomerKey] = []
-        for parsed in self.batch.section("customers", CustomerRow):
+        sources = []
+        for parsed in self._rows("customers", CustomerRow):
             row = parsed.row
             zone_id = zones[row.tax_zone or home_zone_code(row.country_code)]
             customer = self.existing.customers.get(row.key)
             if customer is None:
                 new.append(row.columns("partner", "tax_zone")
                            | {"partner_id": companies[row.partner].id, "tax_zone_id": zone_id})
-                keys.append(row.key)
+                sources.append(parsed.source)
             else:
                 self.apply("customers", customer,
                            row.given("partner", "tax_zone") | {"tax_zone_id": zone_id})
+                origins.add("customers", customer.id, parsed.source)
         ids = _insert_returning_ids(self.session, Customer, new)
+        for id_, source in zip(ids, sources, strict=True):
+            origins.add("customers", id_, source)
         self.created("customers", count=len(new))
-        return {key: c.id for key, c in self.existing.customers.items()} | dict(
-            zip(keys, ids, strict=True))
 
-    def subscriptions(self, customer_ids: dict[CustomerKey, int]) -> dict[int, int]:
-        """Insert the new subscriptions; returns import index → id (unchanged ones too)."""
+    def subscriptions(self) -> None:
+        """Insert the new subscriptions of the chunk, their resources and attributes."""
         companies = self.catalog.companies
+        origins = self.checker.origins
         subs = self.batch.section("subscriptions", SubscriptionRow)
-        ids = dict(self.resolution.unchanged_subscriptions)
-        self.counts["subscriptions"].unchanged += len(ids)
-        new = [i for i in range(len(subs)) if i not in ids]
+        customer_ids = {key: c.id for key, c in self.existing.customers.items()}
+        unchanged = self.resolution.unchanged_subscriptions
+        for index, sub_id in unchanged.items():
+            origins.add("subscriptions", sub_id, subs[index].source)
+        self.counts["subscriptions"].unchanged += len(unchanged)
+        new = [i for i in self.resolution.periods if i not in unchanged
+               and subs[i].source not in self.checker.skipped]
         rows = []
         for index in new:
             row = subs[index].row
@@ -213,7 +250,13 @@ class _Writer:
                 "status": "active" if row.cancelled_on is None else "cancelled",
                 "po_number": row.po_number,
             })
-        ids.update(zip(new, _insert_returning_ids(self.session, Subscription, rows), strict=True))
+        ids = dict(zip(new, _insert_returning_ids(self.session, Subscription, rows),
+                       strict=True))
+        for index, sub_id in ids.items():
+            origins.add("subscriptions", sub_id, subs[index].source)
+        first_new = self.checker.first_new_customer
+        self.checker.subscribed.update(customer_ids[subs[i].row.customer_key] for i in new
+                                       if customer_ids[subs[i].row.customer_key] >= first_new)
         self.created("subscriptions", count=len(new))
         resources: list[dict[str, Any]] = []
         attributes: list[dict[str, Any]] = []
@@ -234,7 +277,6 @@ class _Writer:
         _insert(self.session, SubscriptionAttribute, attributes)
         self.created("subscription_resources", count=len(resources))
         self.created("subscription_attributes", count=len(attributes))
-        return ids
 
     def rates(self, plan_name: str) -> dict[str, ResourceRate]:
         """A plan's rates by resource name (the catalog is written and flushed by now)."""
@@ -246,24 +288,29 @@ class _Writer:
                                       for r in self.catalog.plans[plan_name][0].rates}
         return self._rates[plan_name]
 
-    def usage(self, subscription_ids: dict[int, int]) -> None:
-        subs = self.batch.section("subscriptions", SubscriptionRow)
-        self.counts["usage_records"].unchanged += self.resolution.unchanged_usage
+    def usage(self) -> None:
+        origins = self.checker.origins
+        for record_id, source in self.resolution.unchanged_usage:
+            origins.add("usage_records", record_id, source)
+        self.counts["usage_records"].unchanged += len(self.resolution.unchanged_usage)
         rows = []
+        sources = []
         for target in self.resolution.usage:
             row = target.parsed.row
+            if target.parsed.source in self.checker.skipped:
+                continue
             if target.existing is not None:
                 self.apply("usage_records", target.existing, {"quantity": row.quantity})
+                origins.add("usage_records", target.existing.id, target.parsed.source)
                 continue
-            if target.subscription_index is not None:
-                sub_id = subscription_ids[target.subscription_index]
-                rate_id = self.rates(subs[target.subscription_index].row.plan)[row.resource].id
-            else:
-                assert target.subscription_id is not None and target.rate_id is not None
-                sub_id, rate_id = target.subscription_id, target.rate_id
-            rows.append({"subscription_id": sub_id, "resource_rate_id": rate_id,
+            assert target.rate_id is not None
+            rows.append({"subscription_id": target.subscription_id,
+                         "resource_rate_id": target.rate_id,
                          "period": row.period, "quantity": row.quantity})
-        _insert(self.session, UsageRecord, rows)
+            sources.append(target.parsed.source)
+        ids = _insert_returning_ids(self.session, UsageRecord, rows)
+        for id_, source in zip(ids, sources, strict=True):
+            origins.add("usage_records", id_, source)
         self.created("usage_records", count=len(rows))
 
 
