@@ -16,11 +16,10 @@ from fastapi import Depends, Path, Query, Request, Response
 from billing_api.access import links
 from billing_api.api import einvoice_bulk, negotiation
 from billing_api.api.deps import ApiCaller, CallerDep, api_router
-from billing_api.api.errors import VersionGone
 from billing_api.api.openapi_docs import DOCUMENT_HEADERS
 from billing_api.api.openapi_problems import error_responses
-from billing_api.api.routes import ApiKey
-from billing_api.api.versions import CURRENT, SERVED, VERSIONS, ApiVersion
+from billing_api.api.routes import ApiKey, served_version
+from billing_api.api.versions import CURRENT, SERVED, ApiVersion
 from billing_api.db import transaction
 from billing_api.einvoice import documents
 from billing_api.errors import NotFound
@@ -36,15 +35,7 @@ def resolve_version(
     ],
     request: Request,
 ) -> ApiVersion:
-    found = VERSIONS.get(version)
-    if found is None:
-        raise NotFound(
-            f"API version {version!r} does not exist: the current version is {CURRENT}",
-            code="unknown_version",
-        )
-    if not found.served:
-        raise VersionGone(f"API version {version} has reached End of Life and is no longer "
-                          f"served: use {CURRENT}")
+    found = served_version(version, request)
     if not found.v4_fields:
         raise NotFound(
             f"single invoices start in {CURRENT}: use "

@@ -41,6 +41,23 @@ api_key_header = APIKeyHeader(
 )
 
 
+def served_version(version: str, request: Request) -> ApiVersion:
+    """The version named in the path; raises 404 for an unknown one and 410 for one no longer
+    served (every versioned route's first check)."""
+    found = VERSIONS.get(version)
+    if found is None:
+        raise NotFound(
+            f"API version {version!r} does not exist: the current version is {CURRENT}",
+            code="unknown_version",
+        )
+    if not found.served:
+        raise VersionGone(
+            f"API version {version} has reached End of Life and is no longer "
+            f"served: use {CURRENT}, e.g. {request.url.path.replace(version, CURRENT, 1)}"
+        )
+    return found
+
+
 def resolve_version(
     version: Annotated[
         str,
@@ -53,18 +70,9 @@ def resolve_version(
     ],
     request: Request,
 ) -> ApiVersion:
-    """The requested version; 404 for an unknown one, 410 for one no longer served."""
-    found = VERSIONS.get(version)
-    if found is None:
-        raise NotFound(
-            f"API version {version!r} does not exist: the current version is {CURRENT}",
-            code="unknown_version",
-        )
-    if not found.served:
-        raise VersionGone(
-            f"API version {version} has reached End of Life and is no longer "
-            f"served: use {CURRENT}, e.g. {request.url.path.replace(version, CURRENT, 1)}"
-        )
+    """The requested version; 404 for an unknown one, 410 for one no longer served, 404 for
+    an endpoint the version does not have."""
+    found = served_version(version, request)
     endpoint = request.url.path.rstrip("/").rsplit("/", 1)[-1]
     if endpoint not in found.endpoints:
         raise NotFound(f"{endpoint} does not exist in {version}", code="unknown_endpoint")
