@@ -56,8 +56,9 @@ class Shop:
                          headers={"X-Api-Key": self.secrets[env]}, timeout=60)
 
 
-@pytest.fixture
-def shop(factory: sessionmaker[Session], settings: Settings) -> Iterator[Shop]:
+def stock(factory: sessionmaker[Session], settings: Settings) -> Shop:
+    """The demo (Sep–Nov 2026 billed, both environments) with its API enabled, 127.0.0.1
+    whitelisted, a key per environment and a clerk without API permission; ``base`` unset."""
     result = build_demo(factory, customers=8, months=3, today=TODAY)
     secrets: dict[str, str] = {}
     with transaction(factory) as session:
@@ -69,9 +70,16 @@ def shop(factory: sessionmaker[Session], settings: Settings) -> Iterator[Shop]:
             _, secrets[env.value] = keys.create_key(session, settings, company, environment=env,
                                                     name=f"erp-{env.value}", actor=admin)
         users.add_user(session, company, CLERK, CLERK_PASSWORD)
+    return Shop("", result.partner_id, result.admin_password, secrets)
+
+
+@pytest.fixture
+def shop(factory: sessionmaker[Session], settings: Settings) -> Iterator[Shop]:
+    stocked = stock(factory, settings)
     quiet = settings.model_copy(update={"rate_limit_per_minute": 1_000_000})
     with serve(create_app(quiet)) as base:
-        yield Shop(base, result.partner_id, result.admin_password, secrets)
+        stocked.base = base
+        yield stocked
 
 
 @pytest.fixture

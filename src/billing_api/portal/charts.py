@@ -91,7 +91,8 @@ def bar_chart(chart_id: str, title: str, description: str, groups: Sequence[Grou
         f"{escape(money(high))}</text>",
         f'<text x="{left - 6}" y="{top + int(plot_h) + 4}" font-size="11" text-anchor="end">'
         f"{escape(money(low))}</text>",
-        f'<text x="4" y="{top + 4}" font-size="11">{escape(currency)}</text>',
+        f'<text x="{width - right}" y="17" font-size="12" text-anchor="end">'
+        f"{escape(currency)}, excluding VAT</text>",
     ]
     for n, group in enumerate(groups):
         start = left + slot * n + slot * Decimal("0.1")
