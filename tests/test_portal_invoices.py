@@ -276,3 +276,25 @@ def test_a_link_names_the_invoice_quoted_but_signs_the_path_the_server_sees(
     parts = urlsplit(href)
     assert parts.path.startswith("/api/v4/") and unquote(parts.path) == parts.path
     assert [k for k, _ in parse_qsl(parts.query)] == ["format", "token"]
+
+
+def test_every_statement_of_the_page_binds_the_viewers_company_and_environment(
+        shop: Shop, admin: FormClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As ``test_scoping`` does for the API: every statement the page sends that reads a
+    partner-owned table (invoices, customers …) binds the viewer's company and environment."""
+    from tests.test_scoping import _reads_partner_data, _values, recorded_statements
+
+    page = admin.get("/portal/invoices", **PERIOD).text
+    vendor_id = re.findall(r'<option value="(\d+)">', page.split('id="f-vendor"')[1])[0]
+    customer_id = re.findall(r'<option value="(\d+)">', page.split('id="f-customer"')[1])[0]
+    for environment in ("production", "sandbox"):
+        with recorded_statements(monkeypatch) as statements:
+            assert admin.get("/portal/invoices", environment=environment, vendor=vendor_id,
+                             **PERIOD).status_code in (200, 400)
+            admin.get("/portal/invoices", environment=environment, customer=customer_id,
+                      **PERIOD)
+        scoped = [(sql, params) for sql, params in statements if _reads_partner_data(sql)]
+        assert len(scoped) >= 10
+        for sql, params in scoped:
+            values = _values(sql, params)
+            assert shop.partner_id in values and environment in values, (sql, params)
