@@ -202,6 +202,14 @@ def test_another_partners_invoices_never_appear_and_forged_links_are_refused(
     wrong = admin.get("/portal/invoices", key=sandbox_id.group(1), **PERIOD)
     assert wrong.status_code == 400 and 'id="f-key-error"' in wrong.text
     assert not DOWNLOAD.search(wrong.text)
+    # With the API switched off the page signs nothing, says why, and old links die.
+    with transaction(factory) as session:
+        company = session.get_one(Company, shop.partner_id)
+        admin_user = session.scalars(select(User).where(User.email == ADMIN_EMAIL)).one()
+        permissions.set_api_enabled(session, company, admin_user, False)
+    off = admin.get("/portal/invoices", **PERIOD).text
+    assert not DOWNLOAD.search(off) and "not enabled" in off and kept in off
+    assert httpx.get(shop.base + ubl, timeout=60).status_code == 403
 
 
 def _figures(page: str, table_id: str) -> dict[str, dict[str, D]]:
