@@ -95,3 +95,15 @@ def test_invoices_page_downloads_a_pdf_and_a_ubl_and_draws_the_chart(
         assert visit.console_errors == []
     finally:
         visit.close()
+    # On a phone without JavaScript: the same page, nothing scrolls sideways but the tables.
+    phone = Visit(browser, shop.base, name="invoices-phone", viewport=(375, 740),
+                  javascript=False)
+    try:
+        phone.log_in(ADMIN_EMAIL, NEW_PASSWORD)
+        phone.page.goto("/portal/invoices?from=2025-12&to=2026-11")
+        assert phone.page.locator("svg#chart-months rect[data-value]").count() == 36
+        assert phone.page.evaluate("document.documentElement.scrollWidth") <= 375
+        phone.shot("invoices")
+        assert phone.foreign_requests() == []
+    finally:
+        phone.close()
