@@ -69,7 +69,7 @@ def world(settings: Settings, factory: sessionmaker[Session]) -> Iterator[World]
 # Bounded for CI (about 20-40 s per backend on a 2-core machine) and repeatable: deterministic
 # generation, a fixed number of examples per operation and of stateful steps.
 FUZZ_EXAMPLES = 30
-STATEFUL_STEPS = 5
+STATEFUL_STEPS = 10
 
 
 def _failure(recorder: Any, case_id: str, check: Any) -> str:

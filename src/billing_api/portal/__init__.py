@@ -13,12 +13,19 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from billing_api.access.ratelimit import SlidingWindowLimiter, login_throttle
-from billing_api.portal import access_pages, account_pages, admin_pages, explorer, pages
+from billing_api.portal import (
+    access_pages,
+    account_pages,
+    admin_pages,
+    explorer,
+    invoice_pages,
+    pages,
+)
 from billing_api.portal.web import install_templates
 
 STATIC = Path(__file__).parent / "static"
 ROUTERS = (pages.router, account_pages.router, access_pages.router, explorer.router,
-           admin_pages.router)
+           admin_pages.router, invoice_pages.router)
 
 
 def install_portal(app: FastAPI) -> None:
