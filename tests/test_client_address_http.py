@@ -298,3 +298,15 @@ def test_the_rules_on_header_lines() -> None:
                 "for=1.2.3.4 x", 'for="1.2.3.4"x'):
         assert forwarded_hops(bad) is None, bad
     assert forwarded_hops("") == [] and forwarded_hops(" , ") == []
+
+
+def test_the_proxys_own_x_forwarded_proto_line_decides_the_cookies_secure_flag(
+        trusting: Settings, factory: sessionmaker[Session]) -> None:
+    # The proxy appends its line after whatever the client sent: only the last value counts.
+    with serve(test_app(trusting)) as base:
+        behind_https = raw_request(base, "GET", "/", [("X-Forwarded-Proto", "http"),
+                                                      ("X-Forwarded-Proto", "https")])
+        behind_http = raw_request(base, "GET", "/", [("X-Forwarded-Proto", "https"),
+                                                     ("X-Forwarded-Proto", "http")])
+    assert behind_https.status == 200 and "secure" in behind_https.headers["set-cookie"].lower()
+    assert behind_http.status == 200 and "secure" not in behind_http.headers["set-cookie"].lower()

@@ -126,7 +126,10 @@ def is_https(request: Request, settings: Settings) -> bool:
     trusted = parse_trusted_proxies(settings.trusted_proxies)
     if peer is None or not any(peer.version == n.version and peer in n for n in trusted):
         return False
-    proto = request.headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
+    # Every field line counts (RFC 9110 §5.3): the proxy's own value is the last one, whatever
+    # line a client sent before it.
+    lines = ",".join(request.headers.getlist("x-forwarded-proto"))
+    proto = lines.split(",")[-1].strip().lower()
     return proto == "https"
 
 
