@@ -72,6 +72,9 @@ NL_BUYER_REQUIRED = (("Address", "street address"), ("City", "city"),
                      ("PostalCode", "postal code"))
 # The Dutch rules (NL-R-003, NL-R-005) accept only these legal registration schemes.
 NL_REGISTRATION_SCHEMES = ("0106", "0190")
+_REQUIRED_NAMES = frozenset(name for name, _label in REQUIRED)
+_SELLER_NAMES = _REQUIRED_NAMES | {name for name, _label in SELLER_REQUIRED}
+_NL_BUYER_NAMES = frozenset(name for name, _label in NL_BUYER_REQUIRED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,14 +122,26 @@ def iso(day: str) -> str:
 
 def check_parties(inv: s.EInvoice) -> None:
     """Raise ``Conflict`` naming the first field a valid e-invoice needs and a party lacks."""
+    seller_fields, seller_country = _facts(inv.seller)
+    buyer_fields, buyer_country = _facts(inv.buyer)
+    # The common case, every field there, in set tests; the ordered walk below finds the
+    # first one missing.
+    if (
+        seller_fields >= _SELLER_NAMES
+        and buyer_fields >= _REQUIRED_NAMES
+        and (inv.header.total_incl < 0 or "IBAN" in seller_fields)
+        and not (seller_country == "NL" and buyer_country == "NL"
+                 and not buyer_fields >= _NL_BUYER_NAMES)
+        and ("RegistrationNumber" in buyer_fields or "VATNumber" in buyer_fields)
+    ):
+        return
     seller_role, buyer_role = _roles(inv.header)
     needs = [(inv.seller, seller_role, f) for f in REQUIRED + SELLER_REQUIRED]
     needs += [(inv.buyer, buyer_role, f) for f in REQUIRED]
-    if _country(inv.seller) == "NL" and _country(inv.buyer) == "NL":
+    if seller_country == "NL" and buyer_country == "NL":
         needs += [(inv.buyer, buyer_role, f) for f in NL_BUYER_REQUIRED]
     if inv.header.total_incl >= 0:
         needs.append((inv.seller, seller_role, ("IBAN", "IBAN (payment account)")))
-    buyer_fields = _present_fields(inv.buyer)
     if "RegistrationNumber" not in buyer_fields and "VATNumber" not in buyer_fields and any(
         category(inv.zones.get(line[s.L_ZONE], ""), line[s.L_PERCENT]).code == "AE"
         for line in inv.lines
@@ -134,7 +149,7 @@ def check_parties(inv: s.EInvoice) -> None:
         # Reverse charge: the buyer's VAT number, or its legal registration (BR-AE-02).
         needs.append((inv.buyer, buyer_role, ("VATNumber", "VAT number (reverse charge)")))
     for party, role, (name, label) in needs:
-        if name not in _present_fields(party):
+        if name not in _facts(party)[0]:
             raise Conflict(
                 f"invoice {inv.header.number} cannot be an e-invoice: the {role} "
                 f"({party.get('CompanyName') or 'unnamed'}) has no {label}; add {name} to "
@@ -154,19 +169,25 @@ def _country(party: dict[str, Any]) -> str:
 # Renderings of a party, by the party dict's identity: ``source.Parties`` hands out one dict
 # per party, and an invoice window repeats its parties (one seller, buyers several times).
 _PARTY_CACHE = 1024  # entries; a window's buyers recur month after month
-_fields_cache: dict[int, tuple[dict[str, Any], frozenset[str]]] = {}
+_facts_cache: dict[int, tuple[dict[str, Any], frozenset[str], str]] = {}
 _party_cache: dict[tuple[int, bool], tuple[dict[str, Any], str]] = {}
 
 
-def _present_fields(party: dict[str, Any]) -> frozenset[str]:
-    found = _fields_cache.get(id(party))
+def _facts(party: dict[str, Any]) -> tuple[frozenset[str], str]:
+    """(the checked fields the party has, its ``_country``), worked out once per party."""
+    found = _facts_cache.get(id(party))
     if found is not None and found[0] is party:
-        return found[1]
+        return found[1], found[2]
     fields = frozenset(name for name in CHECKED if present(party.get(name)))
-    if len(_fields_cache) >= _PARTY_CACHE:
-        _fields_cache.clear()
-    _fields_cache[id(party)] = (party, fields)
-    return fields
+    country = _country(party)
+    if len(_facts_cache) >= _PARTY_CACHE:
+        _facts_cache.clear()
+    _facts_cache[id(party)] = (party, fields, country)
+    return fields, country
+
+
+def _present_fields(party: dict[str, Any]) -> frozenset[str]:
+    return _facts(party)[0]
 
 
 def present(value: Any) -> bool:
@@ -184,7 +205,7 @@ def render(inv: s.EInvoice, pdf: bytes | None = None) -> bytes:
     """The UBL document; ``pdf`` is embedded as an ``AdditionalDocumentReference``."""
     check_parties(inv)
     h = inv.header
-    dutch = _country(inv.seller) == "NL"
+    dutch = _facts(inv.seller)[1] == "NL"
     credit = is_credit_note(inv)
     sign = -1 if credit else 1
     root = "CreditNote" if credit else "Invoice"
@@ -253,6 +274,7 @@ def render(inv: s.EInvoice, pdf: bytes | None = None) -> bytes:
             "</cbc:EmbeddedDocumentBinaryObject></cac:Attachment>"
             "</cac:AdditionalDocumentReference>"
         )
+    excl, incl = amount(sign * h.total_excl), amount(sign * h.total_incl)
     parts += [
         f"<cac:AccountingSupplierParty>{_party(inv.seller, dutch)}"
         "</cac:AccountingSupplierParty>",
@@ -262,10 +284,10 @@ def render(inv: s.EInvoice, pdf: bytes | None = None) -> bytes:
         f"<cac:PaymentTerms><cbc:Note>{terms}</cbc:Note></cac:PaymentTerms>",
         tax_total,
         "<cac:LegalMonetaryTotal>"
-        f"<cbc:LineExtensionAmount{cur}>{amount(sign * h.total_excl)}</cbc:LineExtensionAmount>"
-        f"<cbc:TaxExclusiveAmount{cur}>{amount(sign * h.total_excl)}</cbc:TaxExclusiveAmount>"
-        f"<cbc:TaxInclusiveAmount{cur}>{amount(sign * h.total_incl)}</cbc:TaxInclusiveAmount>"
-        f"<cbc:PayableAmount{cur}>{amount(sign * h.total_incl)}</cbc:PayableAmount>"
+        f"<cbc:LineExtensionAmount{cur}>{excl}</cbc:LineExtensionAmount>"
+        f"<cbc:TaxExclusiveAmount{cur}>{excl}</cbc:TaxExclusiveAmount>"
+        f"<cbc:TaxInclusiveAmount{cur}>{incl}</cbc:TaxInclusiveAmount>"
+        f"<cbc:PayableAmount{cur}>{incl}</cbc:PayableAmount>"
         "</cac:LegalMonetaryTotal>",
         *lines,
         f"</{root}>\n",
@@ -279,7 +301,7 @@ def is_credit_note(inv: s.EInvoice) -> bool:
     data): then a negative Invoice, which the rules accept."""
     if inv.header.total_incl >= 0:
         return False
-    return inv.corrects is not None or _country(inv.seller) != "NL"
+    return inv.corrects is not None or _facts(inv.seller)[1] != "NL"
 
 
 def _buyer_reference(inv: s.EInvoice) -> str:
@@ -361,7 +383,19 @@ def _payment_means(seller: dict[str, Any], number: str) -> str:
     )
 
 
+# A handful of categories per window: each element is written once.
+_tax_category_cache: dict[tuple[str, int, str], str] = {}
+
+
 def _tax_category(cat: Category, element: str) -> str:
+    key = (cat.code, cat.percent, element)
+    found = _tax_category_cache.get(key)
+    if found is None:
+        found = _tax_category_cache[key] = _render_tax_category(cat, element)
+    return found
+
+
+def _render_tax_category(cat: Category, element: str) -> str:
     reason = ""
     if cat.code in EXEMPTIONS:
         code, text = EXEMPTIONS[cat.code]
@@ -425,7 +459,8 @@ def line_adjustment(line: Sequence[Any], sign: int) -> int:
 
 def _line(root: str, number: int, line: Sequence[Any], cat: Category, sign: int, cur: str) -> str:
     quantity, price = line_quantity(line, sign)
-    adjustment = line_adjustment(line, sign)
+    # line_adjustment, with the quantity and price already at hand
+    adjustment = round_half_away(quantity * price - sign * line[s.L_EXTENDED] * 10**8, 10**10)
     unit = UNIT_CODES.get(line[s.L_DURATION_TYPE], DEFAULT_UNIT)
     quantity_element = "CreditedQuantity" if root == "CreditNote" else "InvoicedQuantity"
     # The rules want a non-blank name: the description, else the SKU.
