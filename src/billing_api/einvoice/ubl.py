@@ -328,14 +328,15 @@ def _render_party(party: dict[str, Any], dutch_seller: bool) -> str:
     vat = text("VATNumber")
     registration = text("RegistrationNumber")
     registration_scheme = text("RegistrationScheme")
+    street, city, postal = text("Address"), text("City"), text("PostalCode")
     out = [
         f'<cac:Party><cbc:EndpointID schemeID="{text("EndpointScheme")}">'
         f"{text('EndpointID')}</cbc:EndpointID>",
         f"<cac:PartyName><cbc:Name>{name}</cbc:Name></cac:PartyName>",
         "<cac:PostalAddress>",
-        f"<cbc:StreetName>{text('Address')}</cbc:StreetName>" if text("Address") else "",
-        f"<cbc:CityName>{text('City')}</cbc:CityName>" if text("City") else "",
-        f"<cbc:PostalZone>{text('PostalCode')}</cbc:PostalZone>" if text("PostalCode") else "",
+        f"<cbc:StreetName>{street}</cbc:StreetName>" if street else "",
+        f"<cbc:CityName>{city}</cbc:CityName>" if city else "",
+        f"<cbc:PostalZone>{postal}</cbc:PostalZone>" if postal else "",
         f"<cac:Country><cbc:IdentificationCode>{text('CountryCode').upper()}"
         "</cbc:IdentificationCode></cac:Country></cac:PostalAddress>",
     ]
@@ -345,7 +346,7 @@ def _render_party(party: dict[str, Any], dutch_seller: bool) -> str:
             "<cac:TaxScheme><cbc:ID>VAT</cbc:ID></cac:TaxScheme></cac:PartyTaxScheme>"
         )
     out.append(f"<cac:PartyLegalEntity><cbc:RegistrationName>{name}</cbc:RegistrationName>")
-    if dutch_seller and _country(party) == "NL" and registration_scheme not in (
+    if dutch_seller and _facts(party)[1] == "NL" and registration_scheme not in (
         NL_REGISTRATION_SCHEMES
     ):
         registration = ""  # optional, but the Dutch rules refuse any other scheme
