@@ -124,29 +124,32 @@ def check_parties(inv: s.EInvoice) -> None:
     """Raise ``Conflict`` naming the first field a valid e-invoice needs and a party lacks."""
     seller_fields, seller_country = _facts(inv.seller)
     buyer_fields, buyer_country = _facts(inv.buyer)
-    # The common case, every field there, in set tests; the ordered walk below finds the
+    dutch_pair = seller_country == "NL" and buyer_country == "NL"
+    # Reverse charge: the buyer's VAT number, or its legal registration (BR-AE-02).
+    reverse_charge_gap = (
+        "RegistrationNumber" not in buyer_fields and "VATNumber" not in buyer_fields and any(
+            category(inv.zones.get(line[s.L_ZONE], ""), line[s.L_PERCENT]).code == "AE"
+            for line in inv.lines
+        )
+    )
+    # The common case, every field there, in set tests; the ordered walk below names the
     # first one missing.
     if (
         seller_fields >= _SELLER_NAMES
         and buyer_fields >= _REQUIRED_NAMES
         and (inv.header.total_incl < 0 or "IBAN" in seller_fields)
-        and not (seller_country == "NL" and buyer_country == "NL"
-                 and not buyer_fields >= _NL_BUYER_NAMES)
-        and ("RegistrationNumber" in buyer_fields or "VATNumber" in buyer_fields)
+        and (not dutch_pair or buyer_fields >= _NL_BUYER_NAMES)
+        and not reverse_charge_gap
     ):
         return
     seller_role, buyer_role = _roles(inv.header)
     needs = [(inv.seller, seller_role, f) for f in REQUIRED + SELLER_REQUIRED]
     needs += [(inv.buyer, buyer_role, f) for f in REQUIRED]
-    if seller_country == "NL" and buyer_country == "NL":
+    if dutch_pair:
         needs += [(inv.buyer, buyer_role, f) for f in NL_BUYER_REQUIRED]
     if inv.header.total_incl >= 0:
         needs.append((inv.seller, seller_role, ("IBAN", "IBAN (payment account)")))
-    if "RegistrationNumber" not in buyer_fields and "VATNumber" not in buyer_fields and any(
-        category(inv.zones.get(line[s.L_ZONE], ""), line[s.L_PERCENT]).code == "AE"
-        for line in inv.lines
-    ):
-        # Reverse charge: the buyer's VAT number, or its legal registration (BR-AE-02).
+    if reverse_charge_gap:
         needs.append((inv.buyer, buyer_role, ("VATNumber", "VAT number (reverse charge)")))
     for party, role, (name, label) in needs:
         if name not in _facts(party)[0]:
@@ -367,6 +370,18 @@ def _render_party(party: dict[str, Any], dutch_seller: bool) -> str:
 
 
 def _payment_means(seller: dict[str, Any], number: str) -> str:
+    before, after = _seller_account(seller)
+    return f"{before}{xml_text(number)}{after}"
+
+
+_account_cache: dict[int, tuple[dict[str, Any], tuple[str, str]]] = {}
+
+
+def _seller_account(seller: dict[str, Any]) -> tuple[str, str]:
+    """The payment means around its ``PaymentID``: the seller's part, made once per seller."""
+    found = _account_cache.get(id(seller))
+    if found is not None and found[0] is seller:
+        return found[1]
     iban = xml_text("".join(str(seller.get("IBAN") or "").split()).upper())
     bic = xml_text(str(seller.get("BIC") or "").strip())
     branch = (
@@ -374,14 +389,17 @@ def _payment_means(seller: dict[str, Any], number: str) -> str:
         if bic
         else ""
     )
-    return (
+    parts = (
         f'<cac:PaymentMeans><cbc:PaymentMeansCode name="SEPA credit transfer">'
-        f"{PAYMENT_MEANS_SEPA}</cbc:PaymentMeansCode>"
-        f"<cbc:PaymentID>{xml_text(number)}</cbc:PaymentID>"
-        f"<cac:PayeeFinancialAccount><cbc:ID>{iban}</cbc:ID>"
+        f"{PAYMENT_MEANS_SEPA}</cbc:PaymentMeansCode><cbc:PaymentID>",
+        f"</cbc:PaymentID><cac:PayeeFinancialAccount><cbc:ID>{iban}</cbc:ID>"
         f"<cbc:Name>{xml_text(str(seller.get('CompanyName') or ''))}</cbc:Name>{branch}"
-        "</cac:PayeeFinancialAccount></cac:PaymentMeans>"
+        "</cac:PayeeFinancialAccount></cac:PaymentMeans>",
     )
+    if len(_account_cache) >= _PARTY_CACHE:
+        _account_cache.clear()
+    _account_cache[id(seller)] = (seller, parts)
+    return parts
 
 
 # A handful of categories per window: each element is written once.
