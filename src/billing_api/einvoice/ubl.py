@@ -28,7 +28,7 @@ from billing_api.billing.vat import EXPORT_ZONE, REVERSE_CHARGE_ZONE
 from billing_api.db import SCALE_FACTOR
 from billing_api.einvoice import source as s
 from billing_api.errors import Conflict
-from billing_api.export.values import plain, xml_text
+from billing_api.export.values import CACHE_SIZE, plain, xml_text
 
 CUSTOMIZATION_ID = "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0"
 PROFILE_ID = "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"
@@ -98,16 +98,39 @@ def category(zone_code: str, percent: int) -> Category:
     return Category("S", percent)
 
 
+# Prices, line amounts and VAT recur across a window's invoices: each text is made once
+# (bounded like the export's own caches, ``export.values``).
+_amount_cache: dict[int, str] = {}
+_decimal_cache: dict[tuple[int, int], str] = {}
+
+
+def _remember(cache: dict[Any, str], key: Any, text: str) -> str:
+    if len(cache) >= CACHE_SIZE:
+        cache.clear()
+    cache[key] = text
+    return text
+
+
 def amount(units: int) -> str:
     """Units (1/10,000) as an amount with exactly two decimals (the rules allow no more)."""
+    found = _amount_cache.get(units)
+    if found is not None:
+        return found
     cents = round_half_away(units, CENT)
     sign = "-" if cents < 0 else ""
     whole, rest = divmod(abs(cents), 100)
-    return f"{sign}{whole}.{rest:02d}"
+    return _remember(_amount_cache, units, f"{sign}{whole}.{rest:02d}")
 
 
 def decimal_text(value: int, scale: int) -> str:
     """An exact decimal from an integer of 1/10^scale, trailing zeros dropped."""
+    found = _decimal_cache.get((value, scale))
+    if found is None:
+        found = _remember(_decimal_cache, (value, scale), _decimal_text(value, scale))
+    return found
+
+
+def _decimal_text(value: int, scale: int) -> str:
     sign = "-" if value < 0 else ""
     whole, rest = divmod(abs(value), 10**scale)
     if rest == 0:
