@@ -119,10 +119,10 @@ def zip_document(
         pending: list[bytes] = []
         size = 0
         for inv in found:
-            for part in archive.entry(f"{inv.header.number}.{suffix}", render_one(inv),
-                                      compress=False):
-                pending.append(part)
-                size += len(part)
+            head, body = archive.entry(f"{inv.header.number}.{suffix}", render_one(inv),
+                                       compress=False)
+            pending += (head, body)
+            size += len(head) + len(body)
             if size >= CHUNK_BYTES or (size and len(pending) == 2 and first):
                 # The first entry goes out at once (it was checked: the answer can start),
                 # then chunks of CHUNK_BYTES: each is one hand-over between threads.

@@ -134,25 +134,9 @@ def _line_columns(dialect: str) -> list[Any]:
 
 
 def _header(row: Sequence[Any]) -> Header:
-    return Header(
-        id=row[0],
-        kind=row[1],
-        number=row[2],
-        description=row[3],
-        date=row[4],
-        due=row[5],
-        currency=row[6],
-        terms_days=row[7],
-        partner_id=row[8],
-        sender_company_id=row[9],
-        customer_id=row[10],
-        sender=row[11],
-        receiver=row[12],
-        total_excl=row[13],
-        total_vat=row[14],
-        total_incl=row[15],
-        vendor_id=row[16],
-    )
+    # The columns are in the fields' order (``_header_columns``): positional, as this runs
+    # once per invoice of a bulk ZIP.
+    return Header(*row)
 
 
 def find_invoice(

@@ -28,7 +28,7 @@ from billing_api.billing.vat import EXPORT_ZONE, REVERSE_CHARGE_ZONE
 from billing_api.db import SCALE_FACTOR
 from billing_api.einvoice import source as s
 from billing_api.errors import Conflict
-from billing_api.export.values import plain, xml_text
+from billing_api.export.values import CACHE_SIZE, plain, xml_text
 
 CUSTOMIZATION_ID = "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0"
 PROFILE_ID = "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"
@@ -72,6 +72,9 @@ NL_BUYER_REQUIRED = (("Address", "street address"), ("City", "city"),
                      ("PostalCode", "postal code"))
 # The Dutch rules (NL-R-003, NL-R-005) accept only these legal registration schemes.
 NL_REGISTRATION_SCHEMES = ("0106", "0190")
+_REQUIRED_NAMES = frozenset(name for name, _label in REQUIRED)
+_SELLER_NAMES = _REQUIRED_NAMES | {name for name, _label in SELLER_REQUIRED}
+_NL_BUYER_NAMES = frozenset(name for name, _label in NL_BUYER_REQUIRED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,16 +98,39 @@ def category(zone_code: str, percent: int) -> Category:
     return Category("S", percent)
 
 
+# Prices, line amounts and VAT recur across a window's invoices: each text is made once
+# (bounded like the export's own caches, ``export.values``).
+_amount_cache: dict[int, str] = {}
+_decimal_cache: dict[tuple[int, int], str] = {}
+
+
+def _remember(cache: dict[Any, str], key: Any, text: str) -> str:
+    if len(cache) >= CACHE_SIZE:
+        cache.clear()
+    cache[key] = text
+    return text
+
+
 def amount(units: int) -> str:
     """Units (1/10,000) as an amount with exactly two decimals (the rules allow no more)."""
+    found = _amount_cache.get(units)
+    if found is not None:
+        return found
     cents = round_half_away(units, CENT)
     sign = "-" if cents < 0 else ""
     whole, rest = divmod(abs(cents), 100)
-    return f"{sign}{whole}.{rest:02d}"
+    return _remember(_amount_cache, units, f"{sign}{whole}.{rest:02d}")
 
 
 def decimal_text(value: int, scale: int) -> str:
     """An exact decimal from an integer of 1/10^scale, trailing zeros dropped."""
+    found = _decimal_cache.get((value, scale))
+    if found is None:
+        found = _remember(_decimal_cache, (value, scale), _decimal_text(value, scale))
+    return found
+
+
+def _decimal_text(value: int, scale: int) -> str:
     sign = "-" if value < 0 else ""
     whole, rest = divmod(abs(value), 10**scale)
     if rest == 0:
@@ -119,22 +145,37 @@ def iso(day: str) -> str:
 
 def check_parties(inv: s.EInvoice) -> None:
     """Raise ``Conflict`` naming the first field a valid e-invoice needs and a party lacks."""
+    seller_fields, seller_country = _facts(inv.seller)
+    buyer_fields, buyer_country = _facts(inv.buyer)
+    dutch_pair = seller_country == "NL" and buyer_country == "NL"
+    # Reverse charge: the buyer's VAT number, or its legal registration (BR-AE-02).
+    reverse_charge_gap = (
+        "RegistrationNumber" not in buyer_fields and "VATNumber" not in buyer_fields and any(
+            category(inv.zones.get(line[s.L_ZONE], ""), line[s.L_PERCENT]).code == "AE"
+            for line in inv.lines
+        )
+    )
+    # The common case, every field there, in set tests; the ordered walk below names the
+    # first one missing.
+    if (
+        seller_fields >= _SELLER_NAMES
+        and buyer_fields >= _REQUIRED_NAMES
+        and (inv.header.total_incl < 0 or "IBAN" in seller_fields)
+        and (not dutch_pair or buyer_fields >= _NL_BUYER_NAMES)
+        and not reverse_charge_gap
+    ):
+        return
     seller_role, buyer_role = _roles(inv.header)
     needs = [(inv.seller, seller_role, f) for f in REQUIRED + SELLER_REQUIRED]
     needs += [(inv.buyer, buyer_role, f) for f in REQUIRED]
-    if _country(inv.seller) == "NL" and _country(inv.buyer) == "NL":
+    if dutch_pair:
         needs += [(inv.buyer, buyer_role, f) for f in NL_BUYER_REQUIRED]
     if inv.header.total_incl >= 0:
         needs.append((inv.seller, seller_role, ("IBAN", "IBAN (payment account)")))
-    buyer_fields = _present_fields(inv.buyer)
-    if "RegistrationNumber" not in buyer_fields and "VATNumber" not in buyer_fields and any(
-        category(inv.zones.get(line[s.L_ZONE], ""), line[s.L_PERCENT]).code == "AE"
-        for line in inv.lines
-    ):
-        # Reverse charge: the buyer's VAT number, or its legal registration (BR-AE-02).
+    if reverse_charge_gap:
         needs.append((inv.buyer, buyer_role, ("VATNumber", "VAT number (reverse charge)")))
     for party, role, (name, label) in needs:
-        if name not in _present_fields(party):
+        if name not in _facts(party)[0]:
             raise Conflict(
                 f"invoice {inv.header.number} cannot be an e-invoice: the {role} "
                 f"({party.get('CompanyName') or 'unnamed'}) has no {label}; add {name} to "
@@ -154,19 +195,25 @@ def _country(party: dict[str, Any]) -> str:
 # Renderings of a party, by the party dict's identity: ``source.Parties`` hands out one dict
 # per party, and an invoice window repeats its parties (one seller, buyers several times).
 _PARTY_CACHE = 1024  # entries; a window's buyers recur month after month
-_fields_cache: dict[int, tuple[dict[str, Any], frozenset[str]]] = {}
+_facts_cache: dict[int, tuple[dict[str, Any], frozenset[str], str]] = {}
 _party_cache: dict[tuple[int, bool], tuple[dict[str, Any], str]] = {}
 
 
-def _present_fields(party: dict[str, Any]) -> frozenset[str]:
-    found = _fields_cache.get(id(party))
+def _facts(party: dict[str, Any]) -> tuple[frozenset[str], str]:
+    """(the checked fields the party has, its ``_country``), worked out once per party."""
+    found = _facts_cache.get(id(party))
     if found is not None and found[0] is party:
-        return found[1]
+        return found[1], found[2]
     fields = frozenset(name for name in CHECKED if present(party.get(name)))
-    if len(_fields_cache) >= _PARTY_CACHE:
-        _fields_cache.clear()
-    _fields_cache[id(party)] = (party, fields)
-    return fields
+    country = _country(party)
+    if len(_facts_cache) >= _PARTY_CACHE:
+        _facts_cache.clear()
+    _facts_cache[id(party)] = (party, fields, country)
+    return fields, country
+
+
+def _present_fields(party: dict[str, Any]) -> frozenset[str]:
+    return _facts(party)[0]
 
 
 def present(value: Any) -> bool:
@@ -184,7 +231,7 @@ def render(inv: s.EInvoice, pdf: bytes | None = None) -> bytes:
     """The UBL document; ``pdf`` is embedded as an ``AdditionalDocumentReference``."""
     check_parties(inv)
     h = inv.header
-    dutch = _country(inv.seller) == "NL"
+    dutch = _facts(inv.seller)[1] == "NL"
     credit = is_credit_note(inv)
     sign = -1 if credit else 1
     root = "CreditNote" if credit else "Invoice"
@@ -253,6 +300,7 @@ def render(inv: s.EInvoice, pdf: bytes | None = None) -> bytes:
             "</cbc:EmbeddedDocumentBinaryObject></cac:Attachment>"
             "</cac:AdditionalDocumentReference>"
         )
+    excl, incl = amount(sign * h.total_excl), amount(sign * h.total_incl)
     parts += [
         f"<cac:AccountingSupplierParty>{_party(inv.seller, dutch)}"
         "</cac:AccountingSupplierParty>",
@@ -262,10 +310,10 @@ def render(inv: s.EInvoice, pdf: bytes | None = None) -> bytes:
         f"<cac:PaymentTerms><cbc:Note>{terms}</cbc:Note></cac:PaymentTerms>",
         tax_total,
         "<cac:LegalMonetaryTotal>"
-        f"<cbc:LineExtensionAmount{cur}>{amount(sign * h.total_excl)}</cbc:LineExtensionAmount>"
-        f"<cbc:TaxExclusiveAmount{cur}>{amount(sign * h.total_excl)}</cbc:TaxExclusiveAmount>"
-        f"<cbc:TaxInclusiveAmount{cur}>{amount(sign * h.total_incl)}</cbc:TaxInclusiveAmount>"
-        f"<cbc:PayableAmount{cur}>{amount(sign * h.total_incl)}</cbc:PayableAmount>"
+        f"<cbc:LineExtensionAmount{cur}>{excl}</cbc:LineExtensionAmount>"
+        f"<cbc:TaxExclusiveAmount{cur}>{excl}</cbc:TaxExclusiveAmount>"
+        f"<cbc:TaxInclusiveAmount{cur}>{incl}</cbc:TaxInclusiveAmount>"
+        f"<cbc:PayableAmount{cur}>{incl}</cbc:PayableAmount>"
         "</cac:LegalMonetaryTotal>",
         *lines,
         f"</{root}>\n",
@@ -279,7 +327,7 @@ def is_credit_note(inv: s.EInvoice) -> bool:
     data): then a negative Invoice, which the rules accept."""
     if inv.header.total_incl >= 0:
         return False
-    return inv.corrects is not None or _country(inv.seller) != "NL"
+    return inv.corrects is not None or _facts(inv.seller)[1] != "NL"
 
 
 def _buyer_reference(inv: s.EInvoice) -> str:
@@ -306,14 +354,15 @@ def _render_party(party: dict[str, Any], dutch_seller: bool) -> str:
     vat = text("VATNumber")
     registration = text("RegistrationNumber")
     registration_scheme = text("RegistrationScheme")
+    street, city, postal = text("Address"), text("City"), text("PostalCode")
     out = [
         f'<cac:Party><cbc:EndpointID schemeID="{text("EndpointScheme")}">'
         f"{text('EndpointID')}</cbc:EndpointID>",
         f"<cac:PartyName><cbc:Name>{name}</cbc:Name></cac:PartyName>",
         "<cac:PostalAddress>",
-        f"<cbc:StreetName>{text('Address')}</cbc:StreetName>" if text("Address") else "",
-        f"<cbc:CityName>{text('City')}</cbc:CityName>" if text("City") else "",
-        f"<cbc:PostalZone>{text('PostalCode')}</cbc:PostalZone>" if text("PostalCode") else "",
+        f"<cbc:StreetName>{street}</cbc:StreetName>" if street else "",
+        f"<cbc:CityName>{city}</cbc:CityName>" if city else "",
+        f"<cbc:PostalZone>{postal}</cbc:PostalZone>" if postal else "",
         f"<cac:Country><cbc:IdentificationCode>{text('CountryCode').upper()}"
         "</cbc:IdentificationCode></cac:Country></cac:PostalAddress>",
     ]
@@ -323,7 +372,7 @@ def _render_party(party: dict[str, Any], dutch_seller: bool) -> str:
             "<cac:TaxScheme><cbc:ID>VAT</cbc:ID></cac:TaxScheme></cac:PartyTaxScheme>"
         )
     out.append(f"<cac:PartyLegalEntity><cbc:RegistrationName>{name}</cbc:RegistrationName>")
-    if dutch_seller and _country(party) == "NL" and registration_scheme not in (
+    if dutch_seller and _facts(party)[1] == "NL" and registration_scheme not in (
         NL_REGISTRATION_SCHEMES
     ):
         registration = ""  # optional, but the Dutch rules refuse any other scheme
@@ -344,6 +393,18 @@ def _render_party(party: dict[str, Any], dutch_seller: bool) -> str:
 
 
 def _payment_means(seller: dict[str, Any], number: str) -> str:
+    before, after = _seller_account(seller)
+    return f"{before}{xml_text(number)}{after}"
+
+
+_account_cache: dict[int, tuple[dict[str, Any], tuple[str, str]]] = {}
+
+
+def _seller_account(seller: dict[str, Any]) -> tuple[str, str]:
+    """The payment means around its ``PaymentID``: the seller's part, made once per seller."""
+    found = _account_cache.get(id(seller))
+    if found is not None and found[0] is seller:
+        return found[1]
     iban = xml_text("".join(str(seller.get("IBAN") or "").split()).upper())
     bic = xml_text(str(seller.get("BIC") or "").strip())
     branch = (
@@ -351,17 +412,32 @@ def _payment_means(seller: dict[str, Any], number: str) -> str:
         if bic
         else ""
     )
-    return (
+    parts = (
         f'<cac:PaymentMeans><cbc:PaymentMeansCode name="SEPA credit transfer">'
-        f"{PAYMENT_MEANS_SEPA}</cbc:PaymentMeansCode>"
-        f"<cbc:PaymentID>{xml_text(number)}</cbc:PaymentID>"
-        f"<cac:PayeeFinancialAccount><cbc:ID>{iban}</cbc:ID>"
+        f"{PAYMENT_MEANS_SEPA}</cbc:PaymentMeansCode><cbc:PaymentID>",
+        f"</cbc:PaymentID><cac:PayeeFinancialAccount><cbc:ID>{iban}</cbc:ID>"
         f"<cbc:Name>{xml_text(str(seller.get('CompanyName') or ''))}</cbc:Name>{branch}"
-        "</cac:PayeeFinancialAccount></cac:PaymentMeans>"
+        "</cac:PayeeFinancialAccount></cac:PaymentMeans>",
     )
+    if len(_account_cache) >= _PARTY_CACHE:
+        _account_cache.clear()
+    _account_cache[id(seller)] = (seller, parts)
+    return parts
+
+
+# A handful of categories per window: each element is written once.
+_tax_category_cache: dict[tuple[str, int, str], str] = {}
 
 
 def _tax_category(cat: Category, element: str) -> str:
+    key = (cat.code, cat.percent, element)
+    found = _tax_category_cache.get(key)
+    if found is None:
+        found = _tax_category_cache[key] = _render_tax_category(cat, element)
+    return found
+
+
+def _render_tax_category(cat: Category, element: str) -> str:
     reason = ""
     if cat.code in EXEMPTIONS:
         code, text = EXEMPTIONS[cat.code]
@@ -425,7 +501,8 @@ def line_adjustment(line: Sequence[Any], sign: int) -> int:
 
 def _line(root: str, number: int, line: Sequence[Any], cat: Category, sign: int, cur: str) -> str:
     quantity, price = line_quantity(line, sign)
-    adjustment = line_adjustment(line, sign)
+    # line_adjustment, with the quantity and price already at hand
+    adjustment = round_half_away(quantity * price - sign * line[s.L_EXTENDED] * 10**8, 10**10)
     unit = UNIT_CODES.get(line[s.L_DURATION_TYPE], DEFAULT_UNIT)
     quantity_element = "CreditedQuantity" if root == "CreditNote" else "InvoicedQuantity"
     # The rules want a non-blank name: the description, else the SKU.

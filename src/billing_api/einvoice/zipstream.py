@@ -39,8 +39,9 @@ class ZipStream:
         self._central = bytearray()  # one buffer: no object per entry
         self._count = 0
 
-    def entry(self, name: str, data: bytes, *, compress: bool = True) -> Iterator[bytes]:
-        """One file: its local header, then its (deflated) data."""
+    def entry(self, name: str, data: bytes, *, compress: bool = True) -> tuple[bytes, bytes]:
+        """One file: its local header, then its (deflated) data (a pair, not a generator:
+        one per invoice of a bulk ZIP)."""
         encoded = name.replace("\\", "_").replace("/", "_").encode()
         crc = zlib.crc32(data)
         if compress:
@@ -68,8 +69,7 @@ class ZipStream:
         )
         self._offset += len(header) + len(encoded) + len(body)
         self._count += 1
-        yield header + encoded
-        yield body
+        return header + encoded, body
 
     def close(self) -> Iterator[bytes]:
         """The central directory and the end records."""
