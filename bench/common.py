@@ -305,11 +305,14 @@ DATE_RANGE = {"startDate": "20000101", "endDate": "20991231"}
 
 
 def download(base: str, path: str, secret: str, fmt: str,
-             params: dict[str, str] | None = None) -> tuple[int, int, float]:
-    """Stream one document over HTTP; (lines, bytes, seconds). Lines are counted on the fly."""
+             params: dict[str, str] | None = None, *,
+             marker: bytes | None = None) -> tuple[int, int, float]:
+    """Stream one document over HTTP; (lines, bytes, seconds). Lines (or ``marker``s, e.g. a
+    ZIP's local headers) are counted on the fly: the client holds no more than a chunk."""
     import httpx
 
-    marker = b"<PriceLine>" if fmt == "xml" else b'"LineId":'
+    if marker is None:
+        marker = b"<PriceLine>" if fmt == "xml" else b'"LineId":'
     count = size = 0
     tail = b""  # a marker may straddle two chunks
     started = time.perf_counter()

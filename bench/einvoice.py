@@ -40,23 +40,8 @@ INVOICES_PER_CUSTOMER = 5.8
 
 def _zip_download(base: str, endpoint: str, secret: str, form: str) -> tuple[int, int, float]:
     """(entries, bytes, seconds) of one streamed ZIP; entries counted by their local headers
-    as the bytes arrive (the client holds no more than a chunk)."""
-    import httpx
-
-    marker = b"PK\x03\x04"
-    count = size = 0
-    tail = b""
-    started = time.perf_counter()
-    with httpx.stream("GET", f"{base}/api/v4/{endpoint}",
-                      params={**common.DATE_RANGE, "format": form},
-                      headers={"X-Api-Key": secret}, timeout=3600) as response:
-        response.raise_for_status()
-        for chunk in response.iter_raw():
-            size += len(chunk)
-            window = tail + chunk
-            count += window.count(marker)
-            tail = window[-(len(marker) - 1):]
-    return count, size, time.perf_counter() - started
+    as the bytes arrive."""
+    return common.download(base, f"/api/v4/{endpoint}", secret, form, marker=b"PK\x03\x04")
 
 
 def throughput(lines: int, repeats: int) -> dict[str, Any]:
