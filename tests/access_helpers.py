@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing_api.access import audit, keys, permissions, users, whitelist
-from billing_api.access.models import AuditEvent
+from billing_api.access.models import AuditEvent, Company, User
 from billing_api.api.deps import CallerDep, api_router
 from billing_api.app import create_app
 from billing_api.db import transaction
@@ -40,6 +40,22 @@ def make_partner(factory: sessionmaker[Session], settings: Settings, *,
         key, secret = keys.create_key(session, settings, company, environment=environment,
                                       name="erp", expires_on=expires_on, actor=admin)
         return Partner(company.id, admin.email, key.id, secret)
+
+
+def open_demo_api(session: Session, settings: Settings) -> tuple[Company, dict[str, str]]:
+    """The demo's partner with its API enabled by its administrator, 127.0.0.1 whitelisted and
+    a key per environment: (company, {environment: secret})."""
+    from billing_api.demo.generator import ADMIN_EMAIL
+
+    admin = session.scalars(select(User).where(User.email == ADMIN_EMAIL)).one()
+    company = session.get_one(Company, admin.company_id)
+    permissions.set_api_enabled(session, company, admin, True)
+    whitelist.add_entry(session, company, "127.0.0.1")
+    secrets = {}
+    for env in Environment:
+        _, secrets[env.value] = keys.create_key(session, settings, company, environment=env,
+                                                name=f"erp-{env.value}", actor=admin)
+    return company, secrets
 
 
 def denied_reasons(factory: sessionmaker[Session]) -> list[str]:

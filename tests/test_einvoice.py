@@ -31,15 +31,14 @@ from lxml import etree
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from billing_api.access import keys, permissions, whitelist
-from billing_api.access.models import Company, User
+from billing_api.access.models import Company
 from billing_api.app import create_app
 from billing_api.billing.models import Invoice
 from billing_api.billing.rating import extended_units, vat_units
 from billing_api.billing.run import bill_partner
 from billing_api.customers.models import Customer
 from billing_api.db import transaction
-from billing_api.demo.generator import ADMIN_EMAIL, build_demo
+from billing_api.demo.generator import build_demo
 from billing_api.einvoice import documents, pdf, ubl
 from billing_api.einvoice import source as s
 from billing_api.einvoice.zipstream import ZipStream
@@ -47,6 +46,7 @@ from billing_api.environments import Environment
 from billing_api.export.source import Scope
 from billing_api.importer import ImportRejected, import_files
 from billing_api.settings import Settings
+from tests.access_helpers import open_demo_api
 from tests.conftest import skip_or_fail
 from tests.http_server import serve
 
@@ -106,15 +106,8 @@ def demo(factory: sessionmaker[Session], settings: Settings) -> Iterator[Demo]:
     # 30 customers: the demo's cancellations and amount changes then give negative invoices
     # (credit notes) in both environments, besides corrections inside positive ones.
     build_demo(factory, customers=30, months=3, today=TODAY)
-    secrets = {}
     with transaction(factory) as session:
-        admin = session.scalars(select(User).where(User.email == ADMIN_EMAIL)).one()
-        company = session.get_one(Company, admin.company_id)
-        permissions.set_api_enabled(session, company, admin, True)
-        whitelist.add_entry(session, company, "127.0.0.1")
-        for env in Environment:
-            _, secrets[env.value] = keys.create_key(session, settings, company, environment=env,
-                                                    name=f"erp-{env.value}", actor=admin)
+        company, secrets = open_demo_api(session, settings)
         partner_id = company.id
     quiet = settings.model_copy(update={"rate_limit_per_minute": 1_000_000})
     with serve(create_app(quiet)) as base:

@@ -20,15 +20,15 @@ from lxml import etree
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from billing_api.access import keys, links, permissions, users, whitelist
+from billing_api.access import keys, links, permissions, users
 from billing_api.access.models import Company, User
 from billing_api.app import create_app
 from billing_api.billing.models import Invoice
 from billing_api.db import transaction
 from billing_api.demo.generator import ADMIN_EMAIL, build_demo
-from billing_api.environments import Environment
 from billing_api.portal import charts
 from billing_api.settings import Settings
+from tests.access_helpers import open_demo_api
 from tests.browser import FormClient
 from tests.http_server import serve
 from tests.test_einvoice import TODAY
@@ -60,15 +60,8 @@ def stock(factory: sessionmaker[Session], settings: Settings) -> Shop:
     """The demo (Sep–Nov 2026 billed, both environments) with its API enabled, 127.0.0.1
     whitelisted, a key per environment and a clerk without API permission; ``base`` unset."""
     result = build_demo(factory, customers=8, months=3, today=TODAY)
-    secrets: dict[str, str] = {}
     with transaction(factory) as session:
-        admin = session.scalars(select(User).where(User.email == ADMIN_EMAIL)).one()
-        company = session.get_one(Company, admin.company_id)
-        permissions.set_api_enabled(session, company, admin, True)
-        whitelist.add_entry(session, company, "127.0.0.1")
-        for env in Environment:
-            _, secrets[env.value] = keys.create_key(session, settings, company, environment=env,
-                                                    name=f"erp-{env.value}", actor=admin)
+        company, secrets = open_demo_api(session, settings)
         users.add_user(session, company, CLERK, CLERK_PASSWORD)
     return Shop("", result.partner_id, result.admin_password, secrets)
 
