@@ -44,6 +44,7 @@ from billing_api.billing.chunk import (
 )
 from billing_api.billing.countries import country_name, language_name
 from billing_api.billing.models import BillingRun, Invoice, InvoiceSequence, TaxZone
+from billing_api.billing.positions import assign_sync_position
 from billing_api.billing.rating import ZERO, extended_units, parse_period, vat_units
 from billing_api.billing.rowhash import line_uid, row_hash
 from billing_api.billing.vat import Sale, ignored_vat_number, zone_code_for
@@ -153,6 +154,8 @@ class RunSummary:
     total_vat: Decimal = ZERO
     # Distinct buyers' VAT numbers that fail the check and so were billed as no number.
     ignored_vat_numbers: int = 0
+    # The run's place in its partner's sync order (billing/positions.py).
+    sync_position: int | None = None
 
 
 class _Plan(NamedTuple):
@@ -275,6 +278,8 @@ def bill_partner(
         .where(BillingRun.id == run_id)
         .values(invoice_count=summary.invoices, line_count=summary.lines)
     )
+    # Last: the position's lock is held until the caller commits the run.
+    summary.sync_position = assign_sync_position(session, run_id, partner_id, environment)
     return summary
 
 
