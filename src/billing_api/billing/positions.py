@@ -25,13 +25,12 @@ def assign_sync_position(session: Session, run_id: int, partner_id: int,
     Call it last in the run's transaction: the counter's row stays locked until commit."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = SyncPosition.__table__
     statement = (
-        insert(table)
+        insert(SyncPosition)
         .values(partner_id=partner_id, environment=environment, last_position=1)
         .on_conflict_do_update(index_elements=["partner_id", "environment"],
-                               set_={"last_position": table.c.last_position + 1})
-        .returning(table.c.last_position)
+                               set_={"last_position": SyncPosition.last_position + 1})
+        .returning(SyncPosition.last_position)
     )
     position = int(session.execute(statement).scalar_one())
     session.execute(update(BillingRun).where(BillingRun.id == run_id)
