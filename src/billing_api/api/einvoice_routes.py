@@ -16,7 +16,7 @@ from fastapi import Depends, Path, Query, Request, Response
 from billing_api.access import links
 from billing_api.api import conditional, einvoice_bulk, negotiation
 from billing_api.api.deps import ApiCaller, CallerDep, api_router
-from billing_api.api.openapi_docs import DOCUMENT_HEADERS
+from billing_api.api.openapi_docs import DOCUMENT_HEADERS, not_modified_response
 from billing_api.api.openapi_problems import error_responses
 from billing_api.api.routes import ApiKey, served_version
 from billing_api.api.versions import CURRENT, SERVED, ApiVersion
@@ -157,6 +157,7 @@ def one_invoice_responses() -> dict[int | str, dict[str, Any]]:
             },
         },
     }
+    responses[304] = not_modified_response(False)
     responses.update(error_responses())
     responses.pop(410, None)
     responses[409] = einvoice_bulk.incomplete_party_response()

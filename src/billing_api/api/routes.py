@@ -123,6 +123,19 @@ InvoiceFormat = Annotated[
         json_schema_extra={"enum": ["xml", "json", "ubl", "pdf"]},
     ),
 ]
+Since = Annotated[
+    str | None,
+    Query(
+        alias="since",
+        description="v4 only: the `X-Next-Cursor` of an earlier answer. Only the invoices "
+        "of billing runs after it, whatever their invoice date (a late correction of an old "
+        "period too); with no startDate/endDate no date filter applies, a date given bounds "
+        "that side. A cursor of another key's account or environment, or a damaged one, is a "
+        "400 `invalid_cursor` (docs/sync.md). It looks like `c1AAAAAAAAAAAIAAAAAAAAAAAMM0fUV` "
+        "(no example is filled in here: a made-up cursor is refused).",
+        json_schema_extra={"pattern": "^c1[A-Za-z0-9_-]{1,100}$"},
+    ),
+]
 ApiKey = Annotated[str | None, Security(api_key_header)]
 
 router = api_router(before_auth=[Depends(resolve_version)], tags=["documents"])
@@ -169,6 +182,7 @@ def _invoice_endpoint(endpoint: str, summary: str) -> None:
         start_date: StartDate = None,
         end_date: EndDate = None,
         format_: Format = None,
+        since: Since = None,
         api_key: ApiKey = None,
     ) -> Response:
         negotiation.refuse_unknown_parameters(request, INVOICE_PARAMETERS)
@@ -182,6 +196,7 @@ def _invoice_endpoint(endpoint: str, summary: str) -> None:
         end_date: EndDate = None,
         format_: InvoiceFormat = None,
         embed_pdf: einvoice_bulk.EmbedPdf = None,
+        since: Since = None,
         api_key: ApiKey = None,
     ) -> Response:
         negotiation.refuse_unknown_parameters(request, EINVOICE_COLLECTION_PARAMETERS)
