@@ -42,6 +42,31 @@ DOCUMENT_HEADERS = {
         "example": f'</api/{CURRENT}/invoices>; rel="successor-version"',
     },
 }
+VALIDATOR_HEADERS = {
+    "ETag": {
+        "description": "A strong entity tag of this answer's bytes: send it back in "
+        "`If-None-Match` to get `304 Not Modified` while nothing changed (docs/sync.md).",
+        "schema": {"type": "string"}, "example": '"5d41402abc4b2a76b9719d911017c592"',
+    },
+    "Last-Modified": {
+        "description": "When the data in this answer last changed (the latest billing run in "
+        "scope, import or undo); `If-Modified-Since` with it answers 304.",
+        "schema": {"type": "string"}, "example": "Mon, 23 Nov 2026 02:00:00 GMT",
+    },
+    "Cache-Control": {
+        "description": "`private, no-cache`: a client may keep a copy, and revalidates it.",
+        "schema": {"type": "string"}, "example": "private, no-cache",
+    },
+}
+CURSOR_HEADER = {
+    "X-Next-Cursor": {
+        "description": "v4 collections: the position of the newest billing run this answer "
+        "covers; send it as `since` next time to get only what was billed after "
+        "(docs/sync.md). Opaque.",
+        "schema": {"type": "string"}, "example": "c1AAAAAAAAAAAgAAAAAAAAAAA3q2mPU",
+    },
+}
+DOCUMENT_HEADERS |= VALIDATOR_HEADERS
 # From an invoice document to the details of a subscription on it (a JSON pointer, so it
 # resolves in JSON answers; any SubscriptionID of the document works the same way).
 SUBSCRIPTION_LINKS: dict[str, Any] = {
@@ -74,8 +99,21 @@ def document_responses(endpoint: str) -> dict[int | str, dict[str, Any]]:
     }
     if endpoint != "subscriptiondetails":
         responses[200]["links"] = SUBSCRIPTION_LINKS
+        responses[200]["headers"] = DOCUMENT_HEADERS | CURSOR_HEADER
+    responses[304] = not_modified_response(endpoint != "subscriptiondetails")
     responses.update(error_responses())
     return responses
+
+
+def not_modified_response(cursor: bool) -> dict[str, Any]:
+    """The 304 a conditional request gets while its tag (or date) still matches."""
+    headers = VALIDATOR_HEADERS | {"Vary": DOCUMENT_HEADERS["Vary"]}
+    return {
+        "description": "Not Modified: `If-None-Match` names this answer's ETag (or, without "
+        "it, `If-Modified-Since` is not before its Last-Modified). No body: the copy the "
+        "client holds is current.",
+        "headers": headers | (CURSOR_HEADER if cursor else {}),
+    }
 
 
 TAGS = [{"name": "documents", "description": "The four documents, each as XML or JSON."}]

@@ -84,6 +84,21 @@ class SyncPosition(Base):
     partner_id: Mapped[int] = mapped_column(ForeignKey("companies.id"), primary_key=True)
     environment: Mapped[str] = mapped_column(String(10), primary_key=True)
     last_position: Mapped[int] = mapped_column(Integer)
+    # When a run of this partner and environment was last undone: an answer's Last-Modified
+    # must not go back in time when the run it showed disappears (api/conditional.py).
+    undone_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ContentRevision(Base):
+    """One row counting the imports that changed data documents read live (customers,
+    subscriptions, plans, companies): part of every document's ETag (api/conditional.py).
+    Issued invoices and lines are snapshots and change only with billing runs."""
+
+    __tablename__ = "content_revisions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
 class InvoiceSequence(Base):
