@@ -40,7 +40,7 @@ from tests.browser import CSRF_INPUT, FormClient
 from tests.http_server import serve
 
 PASSWORD = "correct horse battery staple"
-LOGIN_ROUTES = {"/portal/login", "/portal/logout"}
+LOGIN_ROUTES = {"/portal/login", "/portal/logout", "/portal/sso/start", "/portal/sso/callback"}
 # What only the Account Administrator may do: the walk below must find exactly these refused
 # to a user who is not one, and nothing else refused for that reason.
 ADMIN_ONLY = {("POST", "/portal/profile/apis/enable"), ("GET", "/portal/profile/apis/disable"),
