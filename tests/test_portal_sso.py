@@ -1,6 +1,6 @@
 """Portal single sign-on against a real OpenID Connect provider on loopback
-(tests/oidc_provider.py), over real HTTP: the portal under uvicorn, a cookie-keeping client as the browser, the
-provider's own authorization form and token endpoint.
+(tests/oidc_provider.py), over real HTTP: the portal under uvicorn, a cookie-keeping client as
+the browser, the provider's own authorization form and token endpoint.
 
 Each refusal (tampered state, replayed code, wrong audience, expired token, unknown user,
 another company's claim, a deactivated user) is a page and an ``sso_refused`` audit row, and

@@ -38,6 +38,8 @@ def install_portal(app: FastAPI) -> None:
     settings = app.state.settings
     # Single sign-on: one client per app, so the provider's metadata and keys are cached.
     app.state.portal_sso = SsoClient(settings) if settings.oidc_enabled else None
+    if app.state.portal_sso is not None:
+        app.state.portal_form_origins = app.state.portal_sso.form_origins
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

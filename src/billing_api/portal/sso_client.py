@@ -24,6 +24,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from authlib.common.errors import AuthlibBaseError
@@ -93,6 +94,21 @@ class SsoClient:
             raise SsoRefused("provider_misconfigured", UNREACHABLE,
                              detail="discovery names another issuer")
         return metadata
+
+    def form_origins(self) -> list[str]:
+        """Origins the portal's forms may redirect to (the CSP's ``form-action``): the
+        issuer's, and those of its authorization and end-session endpoints once known."""
+        metadata = self._app.server_metadata
+        urls = [self.issuer, metadata.get("authorization_endpoint"),
+                metadata.get("end_session_endpoint")]
+        found: list[str] = []
+        for url in urls:
+            parts = urlsplit(url) if isinstance(url, str) else None
+            if parts is not None and parts.scheme in ("http", "https") and parts.netloc:
+                origin = f"{parts.scheme}://{parts.netloc}"
+                if origin not in found:
+                    found.append(origin)
+        return found
 
     def begin(self, redirect_uri: str) -> Authorization:
         """A new authorization request: fresh state, nonce and PKCE verifier."""

@@ -366,10 +366,21 @@ async def _check_csrf(request: Request) -> None:
         raise CsrfRejected("the form's CSRF token is missing or wrong")
 
 
+def _content_security_policy(request: Request) -> str:
+    """The CSP; with single sign-on, forms may also lead to the provider: the "Sign in with"
+    button and "Log out" answer with a redirect there, which ``form-action`` governs too."""
+    policy = SECURITY_HEADERS["Content-Security-Policy"]
+    origins: Callable[[], list[str]] | None = getattr(request.app.state,
+                                                      "portal_form_origins", None)
+    extra = origins() if origins is not None else []
+    return policy.replace("form-action 'self'", " ".join(["form-action 'self'", *extra]))
+
+
 def _finish(request: Request, response: Response) -> Response:
     session = portal_session(request)
     if session.dirty:
         cookies.write_cookie(response, request, settings_of(request), session)
+    response.headers.setdefault("Content-Security-Policy", _content_security_policy(request))
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     return response
