@@ -123,6 +123,9 @@ def test_sign_in_links_by_verified_email_then_by_subject(
     provider.set_user("sub-clerk-1", **clerk_claims(world, roles=["account_admin"],
                                                    is_account_admin=True))
     with FormClient(world.base) as browser:
+        # The button and Log out redirect to the provider: the CSP's form-action admits it.
+        policy = browser.get("/").headers["content-security-policy"]
+        assert f"form-action 'self' {provider.issuer};" in policy
         authorization = start(browser)
         query = parse_qs(urlsplit(authorization).query)
         assert query["code_challenge_method"] == ["S256"] and query["code_challenge"]
@@ -302,6 +305,7 @@ def test_without_a_provider_nothing_changes(factory: sessionmaker[Session],
     with serve(create_app(settings)) as base, FormClient(base) as browser:
         page = browser.get("/")
         assert "Sign in with" not in page.text and 'action="/portal/login"' in page.text
+        assert "form-action 'self';" in page.headers["content-security-policy"]
         assert browser.post("/portal/sso/start").status_code == 404
         assert browser.get("/portal/sso/callback", state="x", code="y").status_code == 404
         assert browser.log_in("clerk@acme.example", PASSWORD).status_code == 303
