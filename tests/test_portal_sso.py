@@ -19,6 +19,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.requests import Request
+from starlette.responses import Response
 from typer.testing import CliRunner
 
 from billing_api.access import audit, permissions, users
@@ -27,6 +29,8 @@ from billing_api.app import create_app
 from billing_api.cli import app as cli_app
 from billing_api.cli import context
 from billing_api.db import transaction
+from billing_api.portal import sso_state
+from billing_api.portal.sso_client import Authorization
 from billing_api.settings import ConfigurationError, Settings, load_settings
 from tests.browser import FormClient
 from tests.conftest import TEST_SECRET
@@ -391,3 +395,37 @@ def test_a_one_time_password_dies_at_single_sign_on(
     with FormClient(world.base) as browser:
         answer = browser.log_in("new@acme.example", "printed-once-0123")
         assert answer.status_code == 400 and "Wrong e-mail or password" in answer.text
+
+
+def test_the_attempt_cookie_is_refused_tampered_expired_or_in_another_browser(
+        settings: Settings) -> None:
+    attempt = Authorization(url="https://id.example/authorize", state="s" * 43,
+                            nonce="n" * 43, code_verifier="v" * 64)
+    written = Response()
+    plain = Request({"type": "http", "headers": [], "scheme": "http", "server": ("t", 80),
+                     "path": "/", "query_string": b"", "client": ("127.0.0.1", 1)})
+    sso_state.write(written, plain, settings, "browser-a", attempt, now=1000.0)
+    header = written.headers["set-cookie"]
+    assert "Path=/portal/sso" in header and "HttpOnly" in header and "SameSite=lax" in header
+    assert "Max-Age=600" in header
+    value = header.split(";")[0].split("=", 1)[1]
+
+    def read(cookie: str, sid: str = "browser-a", now: float = 1100.0) -> tuple[Any, str]:
+        request = Request({"type": "http", "scheme": "http", "server": ("t", 80),
+                           "path": "/portal/sso/callback", "query_string": b"",
+                           "headers": [(b"cookie", f"portal_sso={cookie}".encode())]})
+        return sso_state.read(request, settings, sid, now=now)
+
+    found, why = read(value)
+    assert why == "" and found == sso_state.Pending("s" * 43, "n" * 43, "v" * 64)
+    body, signature = value.split(".")
+    assert read(body[:-2] + "AA." + signature)[1] == "state_tampered"
+    assert read(body)[1] == "state_tampered"
+    assert read(value, now=1000.0 + 600)[1] == "state_expired"
+    assert read(value, sid="browser-b")[1] == "other_browser"
+    other = Settings(database_url=settings.database_url,
+                     secret_key="another-secret-0123456789abcdefghij")
+    request = Request({"type": "http", "scheme": "http", "server": ("t", 80), "path": "/",
+                       "query_string": b"", "headers": [(b"cookie",
+                                                         f"portal_sso={value}".encode())]})
+    assert sso_state.read(request, other, "browser-a", now=1100.0)[1] == "state_tampered"
