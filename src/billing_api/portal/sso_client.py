@@ -36,9 +36,6 @@ from joserfc.errors import BadSignatureError, ClaimError, InvalidKeyIdError, Jos
 from billing_api.access.sso import SsoRefused
 from billing_api.settings import Settings
 
-# Authlib logs the PKCE verifier at DEBUG: never let it through, whatever the log level.
-logging.getLogger("authlib").setLevel(logging.INFO)
-
 TIMEOUT_SECONDS = 10.0
 # The discovery document is fetched again after this long (endpoints rarely move).
 METADATA_MAX_AGE = 24 * 3600.0
@@ -67,6 +64,8 @@ class SsoClient:
     """One per app: the provider's metadata and keys are cached here."""
 
     def __init__(self, settings: Settings) -> None:
+        # Authlib logs the PKCE verifier at DEBUG: never let it through, whatever the level.
+        logging.getLogger("authlib").setLevel(logging.INFO)
         self.issuer = settings.oidc_issuer
         self.client_id = settings.oidc_client_id.strip()
         self._app = _AuthlibApp(
