@@ -25,7 +25,8 @@ from tests.http_server import serve
 
 PASSWORD = "correct horse battery staple"
 CLERK_PASSWORD = "clerk password 1234"
-PUBLIC_PORTAL = {"/", "/portal/login", "/portal/logout"}
+PUBLIC_PORTAL = {"/", "/portal/login", "/portal/logout", "/portal/sso/start",
+                 "/portal/sso/callback"}  # single sign-on: tests/test_portal_sso.py
 
 
 @dataclass

@@ -255,6 +255,7 @@ def test_serve_logs_its_configuration_but_no_secret(served: tuple[str, Path], tm
     assert "rate limits: in-process" in log
     assert "trusted proxies: 10.0.0.0/8" in log
     assert "read replica: none" in log
+    assert "portal login: password" in log
     assert log.index("secret:") < log.index("serving on")
 
 

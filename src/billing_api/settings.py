@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
@@ -137,6 +138,17 @@ class Settings(BaseSettings):
     # whatever happens (both enforced on the server: the cookie only names the session).
     portal_session_idle_seconds: int = Field(default=30 * 60, ge=1)
     portal_session_max_seconds: int = Field(default=8 * 3600, ge=1)
+    # Portal single sign-on with the distributor's platform (OpenID Connect, docs/portal.md):
+    # on when issuer, client id and secret are all set.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr = SecretStr("")
+    oidc_scopes: str = "openid email profile"
+    # The ID token claim that names the partner's company (its id in this system).
+    oidc_company_claim: str = "company_id"
+    oidc_platform_name: str = "Commerce Platform"
+    # The portal's own e-mail + password login; off only with single sign-on configured.
+    local_login: bool = True
 
     # Where the secret came from, for the startup log (never the value).
     _secret_source: str = PrivateAttr(default="")
@@ -179,6 +191,53 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _oidc_issuer(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value:
+            return ""
+        parts = urlsplit(value)
+        loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+        if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+            raise ValueError(f"{value!r} must be an https:// URL (http:// only on loopback)")
+        if parts.query or parts.fragment or not parts.hostname:
+            raise ValueError(f"{value!r} is not an issuer URL such as https://id.example.com")
+        return value
+
+    @field_validator("oidc_scopes")
+    @classmethod
+    def _oidc_scopes(cls, value: str) -> str:
+        scopes = value.replace(",", " ").split()
+        if "openid" not in scopes:
+            scopes.insert(0, "openid")
+        return " ".join(scopes)
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        """Single sign-on needs all three of issuer, client id and secret; password login may
+        be switched off only when it is configured (else nobody could log in)."""
+        parts = {"BILLING_API_OIDC_ISSUER": self.oidc_issuer,
+                 "BILLING_API_OIDC_CLIENT_ID": self.oidc_client_id.strip(),
+                 "BILLING_API_OIDC_CLIENT_SECRET": self.oidc_client_secret.get_secret_value()}
+        missing = [name for name, value in parts.items() if not value]
+        if 0 < len(missing) < len(parts):
+            raise ValueError(f"single sign-on is half configured: set {', '.join(missing)} "
+                             "too (or unset all three)")
+        if not self.local_login and missing:
+            raise ValueError("BILLING_API_LOCAL_LOGIN=false switches password login off, but "
+                             "single sign-on is not configured: set BILLING_API_OIDC_ISSUER, "
+                             "BILLING_API_OIDC_CLIENT_ID and BILLING_API_OIDC_CLIENT_SECRET "
+                             "(or leave BILLING_API_LOCAL_LOGIN unset)")
+        if not self.oidc_company_claim.strip():
+            raise ValueError("BILLING_API_OIDC_COMPANY_CLAIM must name a claim")
+        return self
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id.strip()
+                    and self.oidc_client_secret.get_secret_value())
 
     @model_validator(mode="after")
     def _resolve_secret(self) -> Settings:

@@ -77,6 +77,12 @@ class EventType(StrEnum):
     PASSWORD_CHANGE_REFUSED = "password_change_refused"  # noqa: S105
     PASSWORD_RESET = "password_reset"  # noqa: S105
     SESSIONS_ENDED = "sessions_ended"
+    # Single sign-on (access/sso.py): a sign-in through the provider refused (tampered state,
+    # a code or token the provider or the checks refused, an unknown identity, another
+    # company, an inactive user), and a provider identity pinned to or taken off a user.
+    SSO_REFUSED = "sso_refused"
+    SSO_LINKED = "sso_linked"
+    SSO_UNLINKED = "sso_unlinked"
 
 
 @dataclass(frozen=True)

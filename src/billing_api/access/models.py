@@ -90,6 +90,11 @@ class User(Base):
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False,
                                                        server_default=text("false"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The distributor's identity provider's ``sub`` for this person (single sign-on,
+    # access/sso.py): pinned at the first sign-in matched by verified e-mail, or by the
+    # operator (``billing-api users link-identity``). Null: not linked.
+    oidc_subject: Mapped[str | None] = mapped_column(String(255), unique=True)
+    oidc_linked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     company: Mapped[Company] = relationship(back_populates="users")
 
@@ -181,3 +186,7 @@ class UserSession(Base):
     # One-time form nonces already accepted (space-separated, newest last): a reloaded form
     # that revealed a secret cannot reveal or create again.
     used_nonces: Mapped[str] = mapped_column(Text, default="")
+    # How the session began: "password" or "oidc" (single sign-on: logout then also ends the
+    # provider's session where it offers RP-initiated logout).
+    signed_in_with: Mapped[str] = mapped_column(String(10), default="password",
+                                                server_default="password")

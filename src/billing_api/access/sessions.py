@@ -88,16 +88,17 @@ def prune_expired(session: Session, settings: Settings, now: dt.datetime | None 
 
 
 def start(session: Session, settings: Settings, user: User, *, client_address: str,
-          user_agent: str) -> tuple[str, UserSession]:
+          user_agent: str, signed_in_with: str = "password") -> tuple[str, UserSession]:
     """A new session for ``user``: returns the id for the cookie (stored nowhere) and its row.
-    Expired rows of everybody are deleted on the way, so the table holds live sessions only."""
+    Expired rows of everybody are deleted on the way, so the table holds live sessions only.
+    ``signed_in_with``: "password", or "oidc" for single sign-on."""
     now = utcnow()
     prune_expired(session, settings, now)
     token = new_token()
     record = UserSession(token_digest=token_digest(settings, token), user_id=user.id,
                          password_binding=password_binding(settings, user.password_hash),
                          created_at=now, last_seen_at=now, client_address=client_address[:64],
-                         user_agent=user_agent[:USER_AGENT_MAX])
+                         user_agent=user_agent[:USER_AGENT_MAX], signed_in_with=signed_in_with)
     session.add(record)
     session.flush()
     return token, record

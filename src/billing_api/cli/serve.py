@@ -49,6 +49,9 @@ def configuration_lines(config: Settings, database: str, workers: int) -> list[s
         f"trusted proxies: {proxies}",
         f"metrics readable from: {config.metrics_allow.strip() or 'nobody'}",
         f"secret: {config.secret_source}",
+        "portal login: " + ", ".join(
+            ([f"single sign-on with {config.oidc_issuer} as {config.oidc_client_id.strip()}"]
+             if config.oidc_enabled else []) + (["password"] if config.local_login else [])),
     ]
 
 

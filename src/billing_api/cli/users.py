@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from billing_api.access import permissions, users
+from billing_api.access import permissions, sso, users
 from billing_api.cli.companies import one_time_password
-from billing_api.cli.context import confirm_user, err, password_for, unit_of_work
+from billing_api.cli.context import confirm_user, emit, err, password_for, unit_of_work
 
 app = typer.Typer(no_args_is_help=True, help="Users of partner companies.")
 
@@ -101,3 +101,45 @@ def deactivate(company: CompanyOpt, email: EmailOpt) -> None:
         count = len(revoked)
     err.print(f"deactivated {email} and ended their portal sessions; revoked {count} key(s) "
               "they created")
+
+
+# --- single sign-on: the provider identity a user signs in with (access/sso.py) ---------------
+
+SubjectOpt = Annotated[str, typer.Option(
+    "--subject", help="The provider's `sub` for this person (from the identity provider).")]
+
+
+@app.command("link-identity")
+def link_identity(company: CompanyOpt, email: EmailOpt, subject: SubjectOpt) -> None:
+    """Link a user to their identity at the distributor's identity provider (its `sub`): they
+    then sign in through it as this user. Usually not needed: the first sign-in with a
+    verified e-mail links by itself."""
+    with unit_of_work(writer=True) as session:
+        target = users.find_company(session, company)
+        sso.link(session, users.find_user(session, target, email), subject)
+    err.print(f"{email} is linked to sub {subject.strip()}")
+
+
+@app.command("unlink-identity")
+def unlink_identity(company: CompanyOpt, email: EmailOpt) -> None:
+    """Take a user's provider identity off and end the portal sessions it started (the next
+    sign-in is matched by verified e-mail again; to keep someone out, deactivate them)."""
+    with unit_of_work(writer=True) as session:
+        target = users.find_company(session, company)
+        found = sso.unlink(session, users.find_user(session, target, email))
+    err.print(f"{email}'s provider identity is unlinked and its sessions ended" if found
+              else f"{email} has no provider identity")
+
+
+@app.command("identities")
+def identities(company: Annotated[str | None, typer.Option(
+        "--company", help="Only this company (id or exact name).")] = None) -> None:
+    """Users linked to a provider identity: company, e-mail, sub, linked at (UTC), active;
+    tab-separated, one line each."""
+    with unit_of_work() as session:
+        target = users.find_company(session, company) if company else None
+        rows = sso.linked_users(session, target)
+    for row in rows:
+        linked = row.linked_at.strftime("%Y-%m-%dT%H:%M:%SZ") if row.linked_at else ""
+        emit("\t".join((row.company, row.email, row.subject, linked,
+                        "active" if row.is_active else "inactive")))

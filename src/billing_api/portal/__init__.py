@@ -20,12 +20,14 @@ from billing_api.portal import (
     explorer,
     invoice_pages,
     pages,
+    sso_pages,
 )
+from billing_api.portal.sso_client import SsoClient
 from billing_api.portal.web import install_templates
 
 STATIC = Path(__file__).parent / "static"
 ROUTERS = (pages.router, account_pages.router, access_pages.router, explorer.router,
-           admin_pages.router, invoice_pages.router)
+           admin_pages.router, invoice_pages.router, sso_pages.router)
 
 
 def install_portal(app: FastAPI) -> None:
@@ -33,6 +35,11 @@ def install_portal(app: FastAPI) -> None:
     install_templates(app, app.state.settings)
     app.state.portal_login_throttle = login_throttle(app.state.settings.redis_url)
     app.state.portal_password_limiter = SlidingWindowLimiter()
+    settings = app.state.settings
+    # Single sign-on: one client per app, so the provider's metadata and keys are cached.
+    app.state.portal_sso = SsoClient(settings) if settings.oidc_enabled else None
+    if app.state.portal_sso is not None:
+        app.state.portal_form_origins = app.state.portal_sso.form_origins
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -8,11 +8,11 @@ the e-mail exists (the password is verified against a dummy hash when it does no
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from sqlalchemy import func, select
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from billing_api.access import audit, keys, permissions, sessions
 from billing_api.access.errors import RateLimited
@@ -21,6 +21,8 @@ from billing_api.access.passwords import verify_password
 from billing_api.access.ratelimit import LoginThrottle
 from billing_api.db import transaction
 from billing_api.errors import Conflict
+from billing_api.portal.sso_client import SsoClient
+from billing_api.portal.sso_pages import absolute
 from billing_api.portal.web import (
     PASSWORD_PAGE,
     PortalRoute,
@@ -32,6 +34,7 @@ from billing_api.portal.web import (
     portal_session,
     redirect,
     render,
+    settings_of,
     visitor_address,
 )
 
@@ -42,24 +45,38 @@ PROFILE = "/portal/profile"
 YOUR_APIS = "/portal/profile/apis"
 
 
+def _ways_in(request: Request) -> dict[str, Any]:
+    """What the login page offers: the password form and/or "Sign in with <platform>"."""
+    settings = settings_of(request)
+    return {"local_login": settings.local_login,
+            "sso_name": settings.oidc_platform_name if settings.oidc_enabled else ""}
+
+
 @router.get("/")
 def login_page(request: Request) -> Response:
     """The login form, or the profile when the visitor is logged in already."""
     if find_viewer(request) is not None:
         return redirect(request, PROFILE)
-    return render(request, "login.html", title="Log in")
+    return render(request, "login.html", title="Log in", **_ways_in(request))
 
 
 def _login_form(request: Request, status: int, message: str = "",
                 errors: dict[str, str] | None = None, email: str = "") -> Response:
     return render(request, "login.html", status, title="Log in", form_error=message,
-                  errors=errors or {}, values={"email": email})
+                  errors=errors or {}, values={"email": email}, **_ways_in(request))
 
 
 @router.post("/portal/login")
 def log_in(request: Request, email: Annotated[str, Form()] = "",
            password: Annotated[str, Form()] = "") -> Response:
     wanted = email.strip().lower()
+    settings = settings_of(request)
+    if not settings.local_login:
+        # Switched off for this installation: refused before any password is looked at.
+        _audit_failure(request, wanted, visitor_address(request) or "unknown",
+                       "local_login_off")
+        return _login_form(request, 403, "Password login is switched off here: sign in with "
+                           f"{settings.oidc_platform_name}.")
     missing = {name: text for name, value, text in (
         ("email", wanted, "Enter your e-mail address."),
         ("password", password, "Enter your password.")) if not value}
@@ -110,11 +127,20 @@ def _audit_failure(request: Request, email: str, address: str, reason: str) -> N
 
 @router.post("/portal/logout")
 def log_out(request: Request) -> Response:
-    """End this browser's session on the server: a copy of its cookie is worthless now."""
-    record_id = portal_session(request).record_id
+    """End this browser's session on the server: a copy of its cookie is worthless now. A
+    session that began with single sign-on then goes on to the provider's end-session
+    endpoint (RP-initiated logout) when its discovery offers one."""
+    browser = portal_session(request)
+    record_id, via = browser.record_id, browser.signed_in_with
+    client: SsoClient | None = request.app.state.portal_sso
+    # Asked before the transaction opens: it may fetch the provider's discovery document.
+    provider_logout = client.logout_url(absolute(request, "/")) \
+        if client is not None and record_id is not None and via == "oidc" else None
     if record_id is not None:
         sessions.end(db(request), record_id)
     end_login(request, "You are logged out.")
+    if provider_logout is not None:
+        return RedirectResponse(provider_logout, status_code=303)
     return redirect(request, "/")
 
 

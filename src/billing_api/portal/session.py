@@ -48,6 +48,7 @@ class PortalSession:
     record_id: int | None = None
     user_id: int | None = None
     binding: str = ""
+    signed_in_with: str = ""  # the server-side row's: "password" or "oidc"
 
     @classmethod
     def fresh(cls, settings: Settings, sid: str | None = None) -> PortalSession:

@@ -47,6 +47,9 @@ from billing_api.settings import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
 PASSWORD_PAGE = "/portal/profile/password"  # noqa: S105  (a path, not a secret)
+# GET routes that write (the single sign-on callback starts a session): their transaction
+# begins as a writer like a POST's.
+WRITING_GETS = {"/portal/sso/callback"}
 # A best-effort write (refreshing ``last_seen_at``) gives up rather than queue this long
 # behind a billing run holding SQLite's write lock.
 TOUCH_LOCK_WAIT = 1.0
@@ -252,7 +255,7 @@ def release_nonce(request: Request, nonce: str) -> None:
         sessions.release_nonce(db(request), record_id, nonce)
 
 
-def begin_login(request: Request, user: User) -> None:
+def begin_login(request: Request, user: User, *, signed_in_with: str = "password") -> None:
     """Start a new server-side session for ``user`` in this browser: a new id and CSRF token
     (no fixation); the browser's previous session, if any, ends."""
     previous = portal_session(request).record_id
@@ -262,9 +265,10 @@ def begin_login(request: Request, user: User) -> None:
     settings = settings_of(request)
     token, record = sessions.start(
         database, settings, user, client_address=visitor_address(request),
-        user_agent=request.headers.get("user-agent", ""))
+        user_agent=request.headers.get("user-agent", ""), signed_in_with=signed_in_with)
     fresh = PortalSession.fresh(settings, sid=token)
     fresh.record_id, fresh.user_id, fresh.binding = record.id, user.id, record.password_binding
+    fresh.signed_in_with = signed_in_with
     request.state.portal_session = fresh
 
 
@@ -294,16 +298,18 @@ def resolve_login(request: Request) -> None:
     with transaction(factory) as database:
         record = sessions.lookup(database, settings, browser.sid)
         found = (record.id, record.user_id, record.password_binding, record.created_at,
-                 record.last_seen_at, record.client_address) if record else None
+                 record.last_seen_at, record.client_address,
+                 record.signed_in_with) if record else None
     if found is None:
         return
-    record_id, user_id, binding, created_at, last_seen_at, last_address = found
+    record_id, user_id, binding, created_at, last_seen_at, last_address, via = found
     now = utcnow()
     if sessions.is_expired(settings, created_at, last_seen_at, now):
         _best_effort(factory, lambda d: sessions.end(d, record_id))
         request.state.portal_session = PortalSession.fresh(settings)
         return
     browser.record_id, browser.user_id, browser.binding = record_id, user_id, binding
+    browser.signed_in_with = via
     address = visitor_address(request)
     if sessions.needs_touch(settings, last_seen_at, now) or address != last_address:
         _best_effort(factory, lambda d: sessions.touch(d, record_id, client_address=address,
@@ -360,10 +366,21 @@ async def _check_csrf(request: Request) -> None:
         raise CsrfRejected("the form's CSRF token is missing or wrong")
 
 
+def _content_security_policy(request: Request) -> str:
+    """The CSP; with single sign-on, forms may also lead to the provider: the "Sign in with"
+    button and "Log out" answer with a redirect there, which ``form-action`` governs too."""
+    policy = SECURITY_HEADERS["Content-Security-Policy"]
+    origins: Callable[[], list[str]] | None = getattr(request.app.state,
+                                                      "portal_form_origins", None)
+    extra = origins() if origins is not None else []
+    return policy.replace("form-action 'self'", " ".join(["form-action 'self'", *extra]))
+
+
 def _finish(request: Request, response: Response) -> Response:
     session = portal_session(request)
     if session.dirty:
         cookies.write_cookie(response, request, settings_of(request), session)
+    response.headers.setdefault("Content-Security-Policy", _content_security_policy(request))
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     return response
@@ -379,7 +396,8 @@ class PortalRoute(APIRoute):
             settings = settings_of(request)
             request.state.portal_session = cookies.load(request, settings)
             await run_in_threadpool(resolve_login, request)
-            unit = _Unit(request.app.state.session_factory, writer=request.method == "POST")
+            unit = _Unit(request.app.state.session_factory,
+                         writer=request.method == "POST" or self.path in WRITING_GETS)
             request.state.portal_unit = unit
             try:
                 if request.method == "POST":
