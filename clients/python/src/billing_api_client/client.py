@@ -280,5 +280,5 @@ def _problem(response: httpx.Response) -> dict[str, Any]:
 
         root = etree.fromstring(text, etree.XMLParser(resolve_entities=False, no_network=True))
         return {child.tag: child.text or "" for child in root}
-    except Exception:  # noqa: BLE001  (an unreadable error body still makes an ApiError)
+    except Exception:  # an unreadable error body still makes an ApiError
         return {"detail": text[:200].decode("utf-8", "replace")}

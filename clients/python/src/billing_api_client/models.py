@@ -377,7 +377,7 @@ def _hints(cls: type) -> dict[str, Any]:
 @cache
 def scalar_fields(cls: type) -> tuple[tuple[str, str, Converter], ...]:
     """(attribute, document name, converter) of ``cls``'s scalar fields."""
-    result = []
+    result: list[tuple[str, str, Converter]] = []
     for f in dataclasses.fields(cls):
         hint = _hints(cls)[f.name]
         args = [a for a in typing.get_args(hint) if a is not type(None)]
@@ -398,7 +398,8 @@ def scalar_fields(cls: type) -> tuple[tuple[str, str, Converter], ...]:
 def build(cls: type[T], get: Callable[[str], Any], **others: Any) -> T:
     """``cls`` from the raw scalar values of one record (``get(name)``, None when absent);
     ``others`` give the rest."""
-    values = {attr: convert(get(name)) for attr, name, convert in scalar_fields(cls)}
+    kind: Any = cls
+    values = {attr: convert(get(name)) for attr, name, convert in scalar_fields(kind)}
     return cls(**values, **others)
 
 
@@ -407,8 +408,9 @@ def nested(cls: type[T], raw: Any, children: Callable[[Any, str], Any],
     """``cls`` from a nested record (subscriptiondetails): ``children(raw, name)`` is a
     field's raw value, ``items(raw)`` a list's entries (XML elements or JSON values)."""
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        hint = _hints(cls)[f.name]
+    kind: Any = cls
+    for f in dataclasses.fields(kind):
+        hint = _hints(kind)[f.name]
         name = f.metadata["doc"]
         value = children(raw, name)
         args = [a for a in typing.get_args(hint) if a is not type(None)]

@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 TOLERANCE_SECONDS = 5 * 60
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105  (the prefix, not a secret)
 
 
 class WebhookVerificationError(Exception):
