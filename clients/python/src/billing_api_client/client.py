@@ -279,6 +279,7 @@ def _problem(response: httpx.Response) -> dict[str, Any]:
         from lxml import etree
 
         root = etree.fromstring(text, etree.XMLParser(resolve_entities=False, no_network=True))
-        return {child.tag: child.text or "" for child in root}
+        # RFC 9457's XML is namespaced (urn:ietf:rfc:7807): keep the local names.
+        return {etree.QName(child).localname: child.text or "" for child in root}
     except Exception:  # an unreadable error body still makes an ApiError
         return {"detail": text[:200].decode("utf-8", "replace")}
