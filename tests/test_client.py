@@ -36,10 +36,13 @@ from billing_api_client import (
     InvoiceEnd,
     LineItem,
     PriceLine,
+    SyncError,
     file_chunks,
     iter_invoices,
     iter_records,
     parse_subscription_details,
+    retry_after,
+    sync_directory,
     webhooks,
 )
 from billing_api_client import models as m
@@ -366,3 +369,22 @@ def test_cli_refuses_a_key_on_the_command_line(tmp_path: Path) -> None:
 
 def test_records_and_invoice_ends_are_the_public_types() -> None:
     assert {LineItem, InvoiceEnd} == set(m.Record.__args__)
+
+
+def test_retry_after_reads_seconds_and_dates() -> None:
+    now = time.time()
+    assert retry_after("7", now) == 7.0
+    assert 29 <= (retry_after(email.utils.formatdate(now + 30, usegmt=True), now) or 0) <= 30
+    assert retry_after(email.utils.formatdate(now - 30, usegmt=True), now) == 0.0
+    assert retry_after("soon", now) is None and retry_after(None, now) is None
+
+
+def test_one_sync_per_folder_at_a_time(tmp_path: Path) -> None:
+    import fcntl
+
+    with open(tmp_path / ".billing-api-client.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with BillingClient("http://127.0.0.1:9", "k") as client, \
+                pytest.raises(SyncError, match="another sync is running"):
+            sync_directory(client, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".billing-api-client.lock"]

@@ -185,6 +185,7 @@ def test_sync_writes_each_invoice_once_and_then_only_new_ones(served: Served, tm
     assert sorted(third.stdout.split()) == sorted(str(out / f"{i}{suffix}") for i in new)
     fourth = _sync(served, out, *args)
     assert fourth.stdout == "" and _files(out) == after
+    assert list(out.glob(".*.tmp")) == []  # every write was renamed into place
 
 
 def _parse(body: bytes, fmt: str) -> Iterator[object]:

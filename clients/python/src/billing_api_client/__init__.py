@@ -32,14 +32,15 @@ from billing_api_client.parsing import (
     iter_records,
     parse_subscription_details,
 )
-from billing_api_client.sync import SyncResult, sync_directory
+from billing_api_client.sync import SyncError, SyncResult, sync_directory
 from billing_api_client.webhooks import WebhookVerificationError, verify
 
 __all__ = [
     "ApiError", "BillingClient", "ConsolidatedPriceLine", "ConsolidatedTotals", "Customer",
     "DocumentError", "EtagCache", "Header", "Invoice", "InvoiceEnd", "LineItem", "PriceLine",
     "Receiver", "Record", "Sender", "Subscription", "SubscriptionDetail",
-    "SubscriptionDetails", "SyncPage", "SyncResult", "Totals", "WebhookVerificationError",
+    "SubscriptionDetails", "SyncError", "SyncPage", "SyncResult", "Totals",
+    "WebhookVerificationError",
     "atomic_write", "file_chunks", "iter_invoices", "iter_records",
     "parse_subscription_details", "retry_after", "sync_directory", "verify",
 ]
