@@ -36,7 +36,7 @@ from billing_api_client import (
     PriceLine,
     Totals,
 )
-from tests.access_helpers import open_demo_api
+from tests.access_helpers import make_partner, open_demo_api
 from tests.http_server import serve
 
 CLIENT_CLI = Path(sys.executable).parent / "billing-api-client"
@@ -131,6 +131,25 @@ def test_problems_become_api_errors(served: Served) -> None:
     with served.client() as client, pytest.raises(ApiError) as missing:
         client.invoice_file("invoices", "NO-SUCH-1", "xml")
     assert missing.value.status == 404
+
+
+def test_the_servers_rate_limit_is_waited_out_as_it_says(factory: sessionmaker[Session],
+                                                         settings: Settings) -> None:
+    partner = make_partner(factory, settings)
+    strict = settings.model_copy(update={"rate_limit_per_minute": 2})
+    waits: list[float] = []
+    with serve(create_app(strict)) as base, BillingClient(base, partner.secret,
+                                                          sleep=waits.append,
+                                                          max_retries=2) as client:
+        for _ in range(2):
+            assert list(client.records("invoices", fmt="json")) == []
+        with pytest.raises(ApiError) as caught:
+            list(client.records("invoices", fmt="json"))
+        told = httpx.get(f"{base}/api/v4/invoices", headers={"X-Api-Key": partner.secret},
+                         timeout=30).headers["Retry-After"]
+    assert caught.value.status == 429
+    assert len(waits) == 2  # bounded: max_retries
+    assert all(abs(w - int(told)) <= 1 for w in waits)  # what the server said, not a guess
 
 
 # --- sync and conditional requests (issue 13: since=, X-Next-Cursor, ETag) --------------------
