@@ -12,6 +12,7 @@ description whose ``xml`` annotations do not match the documents fails here.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from billing_api.errors import InvalidInput
 
 Schema = dict[str, Any]
 XML_TYPES = ("application/xml", "application/problem+xml")
+CURSOR_SHAPE = re.compile("^c1[A-Za-z0-9_-]{1,100}$")  # the description's pattern for since
 
 
 def _local(element: etree._Element) -> str:
@@ -128,6 +130,17 @@ def deserialize_xml(ctx: schemathesis.DeserializationContext,
     if expected and _local(root) != expected:
         raise ValueError(f"root element {_local(root)!r}, the description says {expected!r}")
     return read(spec, root, schema)
+
+
+def without_made_up_cursor(case: Any) -> Any:
+    """A cursor is valid only as the server made it for this key (its checksum and account),
+    which no schema can say: a well-shaped generated or example one is left out (the cursor
+    tests are tests/test_sync_http.py); a malformed one stays, a 400 as documented."""
+    query = case.query
+    since = query.get("since") if isinstance(query, dict) else None
+    if isinstance(since, str) and CURSOR_SHAPE.fullmatch(since):
+        del query["since"]
+    return case
 
 
 def keep_the_window_in_order(today: dt.date) -> Callable[[Any, Any], Any]:

@@ -26,6 +26,7 @@ from billing_api.app import create_app
 from billing_api.db import Base
 from billing_api.export import source
 from billing_api.settings import Settings
+from billing_api.sync import cursor
 from tests.access_helpers import make_partner
 from tests.export_world import Client, build_rich_world
 from tests.http_server import serve
@@ -110,6 +111,12 @@ def test_every_document_query_binds_the_callers_partner_and_environment(
         for document in ("invoices", "customerinvoices", "consolidatedinvoices"):
             for fmt in ("xml", "json"):
                 requests.append((f"/api/{version}/{document}", {**world.window, "format": fmt}))
+        if version == "v4":  # incremental sync: the runs after the first one
+            since = cursor.encode(company_id, "production", 1)
+            for document in ("invoices", "customerinvoices", "consolidatedinvoices"):
+                requests.append((f"/api/{version}/{document}", {"since": since}))
+                requests.append((f"/api/{version}/{document}",
+                                 {"since": since, "startDate": "20261101", "format": "json"}))
         for subscription_id in world.subscription_ids:
             requests.append((f"/api/{version}/subscriptiondetails",
                              {"subscriptionId": str(subscription_id), "format": "json"}))

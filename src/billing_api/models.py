@@ -1,7 +1,15 @@
 """Imports every model so that ``Base.metadata`` knows all tables (Alembic, tests)."""
 
 from billing_api.access.models import ApiKey, AuditEvent, Company, User, WhitelistEntry
-from billing_api.billing.models import BillingRun, Invoice, InvoiceSequence, PriceLine, TaxZone
+from billing_api.billing.models import (
+    BillingRun,
+    ContentRevision,
+    Invoice,
+    InvoiceSequence,
+    PriceLine,
+    SyncPosition,
+    TaxZone,
+)
 from billing_api.catalog.models import (
     PlanCategory,
     PlanPeriod,
@@ -27,6 +35,7 @@ __all__ = [
     "Base",
     "BillingRun",
     "Company",
+    "ContentRevision",
     "Customer",
     "Invoice",
     "InvoiceSequence",
@@ -41,6 +50,7 @@ __all__ = [
     "SubscriptionAttribute",
     "SubscriptionChange",
     "SubscriptionResource",
+    "SyncPosition",
     "TaxZone",
     "UsageRecord",
     "User",

@@ -11,13 +11,13 @@ from typing import Annotated, Any
 from fastapi import Query, Request, Response
 from starlette.responses import StreamingResponse
 
-from billing_api.api import negotiation
+from billing_api.api import conditional
 from billing_api.api.deps import ApiCaller
 from billing_api.api.openapi_problems import problem_example, problem_xml
 from billing_api.api.versions import CURRENT, ApiVersion
 from billing_api.einvoice import documents
 from billing_api.errors import InvalidInput, NotFound
-from billing_api.export.stream import in_export_threads, open_export
+from billing_api.export.stream import in_export_threads
 
 FORMS = documents.FORMS
 ENDPOINTS = tuple(documents.KINDS)
@@ -60,7 +60,7 @@ def headers_for(version: ApiVersion, filename: str) -> dict[str, str]:
         "Content-Disposition": f'attachment; filename="{filename}"',
         "X-Api-Version": version.name,
         "Vary": "Accept",
-        "Cache-Control": "no-store",
+        "Cache-Control": conditional.CACHE_CONTROL,
     }
 
 
@@ -70,12 +70,17 @@ def bulk_response(
     """The collection as a ZIP of e-invoices (``format=ubl|pdf``), streamed."""
     refuse_before_v4(version, endpoint, form)
     embed = embed_pdf(request)
-    window = negotiation.date_range(request, request.app.state.settings.today())
-    scope = negotiation.scope_for(caller.company_id, caller.environment, window)
-    connection = open_export(request.app.state.engine)
-    chunks = documents.zip_document(connection, endpoint, scope, form, embed_pdf=embed)
-    start, end = (negotiation.compact(day) for day in window)
-    headers = headers_for(version, f"{endpoint}_{version.name}_{start}_{end}_{form}.zip")
+    filters = conditional.window(request, caller, version, request.app.state.settings.today())
+    found = conditional.open_collection(request, caller, version, endpoint, form,
+                                        headers_for(version, "x"), embed_pdf=embed,
+                                        filters=filters)
+    if found.not_modified is not None:
+        return found.not_modified
+    assert found.connection is not None
+    chunks = documents.zip_document(found.connection, endpoint, found.scope, form,
+                                    embed_pdf=embed)
+    name = f"{endpoint}_{version.name}_{conditional.label(filters, found.scope)}_{form}.zip"
+    headers = found.headers | headers_for(version, name)
     try:
         first = next(chunks)  # the first invoice is rendered (and checked) before answering
     except BaseException:

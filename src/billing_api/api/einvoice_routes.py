@@ -14,9 +14,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Query, Request, Response
 
 from billing_api.access import links
-from billing_api.api import einvoice_bulk, negotiation
+from billing_api.api import conditional, einvoice_bulk, negotiation
 from billing_api.api.deps import ApiCaller, CallerDep, api_router
-from billing_api.api.openapi_docs import DOCUMENT_HEADERS
+from billing_api.api.openapi_docs import DOCUMENT_HEADERS, not_modified_response
 from billing_api.api.openapi_problems import error_responses
 from billing_api.api.routes import ApiKey, served_version
 from billing_api.api.versions import CURRENT, SERVED, ApiVersion
@@ -25,6 +25,7 @@ from billing_api.einvoice import documents
 from billing_api.errors import NotFound
 from billing_api.export.documents import invoice_shape
 from billing_api.export.stream import document_response, open_export
+from billing_api.sync.state import invoice_state
 
 
 def resolve_version(
@@ -88,15 +89,27 @@ def _one_invoice(endpoint: str, summary: str) -> None:
         form = einvoice_bulk.wanted_form(request)
         if form is None and request.query_params.get("format") is None and _accepts_pdf(request):
             form = "pdf"
+        fmt = form or negotiation.choose_format(request)
+        with transaction(request.app.state.session_factory) as session:
+            state = invoice_state(session.connection(), documents.KINDS[endpoint],
+                                  caller.company_id, caller.environment, invoice_id)
+        current = None
+        if state is not None:  # else the answer is a 404, below
+            current = conditional.invoice_validators(version, endpoint, fmt, embed_it, state)
+            if conditional.is_fresh(request, current):
+                return conditional.not_modified(
+                    einvoice_bulk.headers_for(version, "") | current.headers())
+        validated = current.headers() if current is not None else {}
         if form is None:
-            return _v4_document(request, caller, version, endpoint, invoice_id)
+            return _v4_document(request, caller, version, endpoint, invoice_id, fmt, validated)
         with transaction(request.app.state.session_factory) as session:
             inv = documents.load(session.connection(), endpoint, caller.company_id,
                                  caller.environment, invoice_id)
         body = documents.render(inv, form, embed_pdf=embed_it)
         suffix = "pdf" if form == "pdf" else "xml"
+        headers = einvoice_bulk.headers_for(version, f"{inv.header.number}.{suffix}")
         return Response(body, media_type=einvoice_bulk.MEDIA_TYPES[form],
-                        headers=einvoice_bulk.headers_for(version, f"{inv.header.number}.{suffix}"))
+                        headers=headers | validated)
 
     handler.__name__ = f"{endpoint}_one"
     router.add_api_route(
@@ -111,9 +124,8 @@ def _one_invoice(endpoint: str, summary: str) -> None:
 
 
 def _v4_document(request: Request, caller: ApiCaller, version: ApiVersion, endpoint: str,
-                 number: str) -> Response:
+                 number: str, fmt: str, validated: dict[str, str]) -> Response:
     """The v4 XML or JSON document holding only this invoice."""
-    fmt = negotiation.choose_format(request)
     with transaction(request.app.state.session_factory) as session:
         header = documents.find(session.connection(), endpoint, caller.company_id,
                                 caller.environment, number)
@@ -126,7 +138,7 @@ def _v4_document(request: Request, caller: ApiCaller, version: ApiVersion, endpo
     # is the UBL's name.
     name = f"{endpoint}_{version.name}_{header.date}_{header.date}.{fmt}"
     return document_response(body, einvoice_bulk.MEDIA_TYPES[fmt],
-                             einvoice_bulk.headers_for(version, name))
+                             einvoice_bulk.headers_for(version, name) | validated)
 
 
 def one_invoice_responses() -> dict[int | str, dict[str, Any]]:
@@ -145,6 +157,7 @@ def one_invoice_responses() -> dict[int | str, dict[str, Any]]:
             },
         },
     }
+    responses[304] = not_modified_response(False)
     responses.update(error_responses())
     responses.pop(410, None)
     responses[409] = einvoice_bulk.incomplete_party_response()

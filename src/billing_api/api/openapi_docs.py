@@ -2,39 +2,25 @@
 
 A partner's developer should be able to integrate from the description alone: both media types
 of every document (the JSON schemas are generated from ``export.documents``, so they follow the
-writers), every error status with problem-details examples in both formats, the response
-headers, and an introduction to keys, the whitelist, versions and the date rules.
-``install_openapi`` wraps ``app.openapi`` to add the shared schemas and to drop what FastAPI
-gets wrong for this API (a 422 it never sends, nullable query parameters).
+writers: ``openapi_schemas``), every error status with problem-details examples in both formats
+(``openapi_problems``), the response headers, and an introduction to keys, the whitelist,
+versions and the date rules (``openapi_intro``). This module gives the document routes their
+responses, and ``install_openapi`` wraps ``app.openapi`` to add the shared schemas and to drop
+what FastAPI gets wrong for this API (a 422 it never sends, nullable query parameters).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
 
-from billing_api.api.openapi_problems import PROBLEM_SCHEMA, error_responses
-from billing_api.api.versions import CURRENT, VERSIONS
-from billing_api.export import documents as d
-from billing_api.export.documents import Field, Kind
+from billing_api.api.openapi_intro import api_description
+from billing_api.api.openapi_problems import error_responses
+from billing_api.api.openapi_schemas import DOCUMENT_SCHEMAS, _ref, component_schemas
+from billing_api.api.versions import CURRENT
 
-JsonSchema = dict[str, Any]
-
-
-def _ref(name: str) -> JsonSchema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-# --- documents ------------------------------------------------------------------------------
-
-DOCUMENT_SCHEMAS = {
-    "invoices": "PurchaseInvoices",
-    "customerinvoices": "CustomerInvoices",
-    "consolidatedinvoices": "ConsolidatedInvoices",
-    "subscriptiondetails": "SubscriptionDetails",
-}
 DOCUMENT_HEADERS = {
     "Content-Disposition": {
         "description": "Always an attachment: "
@@ -56,162 +42,31 @@ DOCUMENT_HEADERS = {
         "example": f'</api/{CURRENT}/invoices>; rel="successor-version"',
     },
 }
-V4_ONLY = "v4 only."
-_SCALARS: dict[Kind, JsonSchema] = {
-    Kind.TEXT: {"type": "string"},
-    Kind.DATE: {"type": "string", "pattern": "^([0-9]{8})?$",
-                "description": "YYYYMMDD (empty string when there is none)."},
-    Kind.INT: {"type": ["integer", "null"]},
-    # format "decimal" (OpenAPI format registry): generators then type money and quantities
-    # as exact decimals, not floats (docs/openapi.md, "Money").
-    Kind.MONEY: {"type": ["number", "null"], "format": "decimal",
-                 "description": "Exact decimal, at least two fraction digits: read it as a "
-                 "decimal, never a binary float."},
-    Kind.PLAIN: {"type": ["number", "null"], "format": "decimal"},
-    Kind.BOOL: {"type": "boolean"},
+VALIDATOR_HEADERS = {
+    "ETag": {
+        "description": "A strong entity tag of this answer's bytes: send it back in "
+        "`If-None-Match` to get `304 Not Modified` while nothing changed (docs/sync.md).",
+        "schema": {"type": "string"}, "example": '"5d41402abc4b2a76b9719d911017c592"',
+    },
+    "Last-Modified": {
+        "description": "When the data in this answer last changed (the latest billing run in "
+        "scope, import or undo); `If-Modified-Since` with it answers 304.",
+        "schema": {"type": "string"}, "example": "Mon, 23 Nov 2026 02:00:00 GMT",
+    },
+    "Cache-Control": {
+        "description": "`private, no-cache`: a client may keep a copy, and revalidates it.",
+        "schema": {"type": "string"}, "example": "private, no-cache",
+    },
 }
-FIELD_EXAMPLES: dict[str, Any] = {
-    "InvoiceID": "PI-2026-000123", "Date": "20261123", "ExpirationDate": "20261223",
-    "Currency": "EUR", "CountryCode": "NL", "LanguageCode": "en", "SKU": "MS-365-BP-M",
-    "UnitPrice": 10.5, "Quantity": 3, "ChargeType": "Cycle Fee", "StartDate": "20261101",
-    "EndDate": "20261130", "TypeIdentifier": 1,
+CURSOR_HEADER = {
+    "X-Next-Cursor": {
+        "description": "v4 collections: the position of the newest billing run this answer "
+        "covers; send it as `since` next time to get only what was billed after "
+        "(docs/sync.md). Opaque.",
+        "schema": {"type": "string"}, "example": "c1AAAAAAAAAAAgAAAAAAAAAAA3q2mPU",
+    },
 }
-
-
-def _scalar(name: str, kind: Kind, v4_only: bool = False) -> JsonSchema:
-    schema = dict(_SCALARS[kind])
-    if name in FIELD_EXAMPLES:
-        schema["examples"] = [FIELD_EXAMPLES[name]]
-    if v4_only:
-        schema["description"] = f"{schema.get('description', '')} {V4_ONLY}".strip()
-    return schema
-
-
-def _object(fields: Iterable[tuple[str, JsonSchema]], required: Iterable[str],
-            xml_name: str | None = None, description: str | None = None) -> JsonSchema:
-    schema: JsonSchema = {"type": "object", "properties": dict(fields),
-                          "required": sorted(required), "additionalProperties": False}
-    if xml_name:
-        schema["xml"] = {"name": xml_name}
-    if description:
-        schema["description"] = description
-    return schema
-
-
-def _record(fields: tuple[Field, ...], v2_fields: tuple[Field, ...], xml_name: str,
-            extra: Iterable[tuple[str, JsonSchema]] = (),
-            extra_required: Iterable[str] = ()) -> JsonSchema:
-    v2 = {f.name for f in v2_fields}
-    properties = [(f.name, _scalar(f.name, f.kind, f.name not in v2)) for f in fields]
-    return _object([*properties, *extra], [*v2, *extra_required], xml_name)
-
-
-def _named(names: tuple[str, ...], xml_name: str) -> JsonSchema:
-    return _object(((n, _scalar(n, Kind.INT if n in d.INTEGER_HEADER_FIELDS else Kind.TEXT))
-                    for n in names), names, xml_name)
-
-
-def _list(item: JsonSchema, wrapper: str | None, item_name: str) -> JsonSchema:
-    items = {**item, "xml": {"name": item_name}} if "$ref" not in item else item
-    schema: JsonSchema = {"type": "array", "items": items}
-    schema["xml"] = {"name": wrapper, "wrapped": True} if wrapper else {"wrapped": False}
-    return schema
-
-
-def _invoice_schemas(endpoint: str, prefix: str) -> dict[str, JsonSchema]:
-    v4, v2 = d.invoice_shape(endpoint, True), d.invoice_shape(endpoint, False)
-    totals = _object(((n, _scalar(n, Kind.MONEY)) for n in d.TOTALS), d.TOTALS, "Totals")
-    if v4.consolidated:
-        totals = _object([("TotalPurchases", {**totals, "xml": {"name": "TotalPurchases"}}),
-                          ("TotalSales", {**totals, "xml": {"name": "TotalSales"}})],
-                         ["TotalPurchases", "TotalSales"], "Totals")
-    detail = _object(((n, _scalar(n, Kind.BOOL if n == "noshow" else Kind.TEXT))
-                      for n in d.DETAIL), d.DETAIL, "SubscriptionDetail",
-                     "A configuration attribute of the subscription (e.g. vCPU, disk size); "
-                     "`noshow` is true where the printed invoice leaves it out.")
-    details_list = {**_list(_ref("SubscriptionDetail"), "SubscriptionDetails",
-                            "SubscriptionDetail"), "description": V4_ONLY}
-    line = _record(v4.line, v2.line, "PriceLine")
-    subscription = _record(v4.subscription, v2.subscription, "Subscription", [
-        ("SubscriptionDetails", details_list),
-        ("PriceLines", _list(_ref(f"{prefix}PriceLine"), "PriceLines", "PriceLine")),
-    ], ["PriceLines"])
-    customer = _record(v4.customer, v2.customer, "Customer", [
-        ("Subscriptions", _list(_ref(f"{prefix}Subscription"), "Subscriptions", "Subscription")),
-    ], ["Subscriptions"])
-    invoice = _object([
-        ("Header", _ref("InvoiceHeader")),
-        ("Sender", _ref("InvoiceSender")),
-        ("Receiver", _ref("InvoiceReceiver")),
-        ("Customers", _list(_ref(f"{prefix}Customer"), "Customers", "Customer")),
-        ("Totals", totals),
-    ], ["Header", "Sender", "Receiver", "Customers", "Totals"], "Invoice")
-    document = _object(
-        [("Invoices", _list(_ref(f"{prefix}Invoice"), v4.xml_invoices_wrapper, "Invoice"))],
-        ["Invoices"], v4.xml_root,
-        f"JSON: `{{\"Invoices\": [...]}}`, keys sorted ignoring case. XML: root "
-        f"`{v4.xml_root}`; see also the XSD per version.")
-    return {
-        DOCUMENT_SCHEMAS[endpoint]: document, f"{prefix}Invoice": invoice,
-        f"{prefix}Customer": customer, f"{prefix}Subscription": subscription,
-        f"{prefix}PriceLine": line, "SubscriptionDetail": detail,
-        "InvoiceHeader": _named(d.HEADER, "Header"),
-        "InvoiceSender": _named(d.SENDER, "Sender"),
-        "InvoiceReceiver": _named(d.RECEIVER, "Receiver"),
-    }
-
-
-def _details_schemas() -> dict[str, JsonSchema]:
-    text, integer = {"type": "string"}, {"type": "integer"}
-    number, date = {"type": "number", "format": "decimal"}, _SCALARS[Kind.DATE]
-    translations = _list(_ref("Translation"), None, "Translation")
-    translations["xml"] = {"wrapped": True}
-
-    def obj(xml_name: str, **props: JsonSchema) -> JsonSchema:
-        return _object(props.items(), props, xml_name)
-
-    rate_period = obj("ResourceRatePeriod", RatePeriodId=integer, Term=integer, TermType=text,
-                      BillingPeriod=integer, BillingPeriodType=text, SKU=text)
-    rate_period = {**rate_period, "type": ["object", "null"],
-                   "description": "v4 only; null where the plan does not price per rate "
-                   "period. `RatePeriodId` equals `RatePeriodID` on invoice lines."}
-    resource = obj(
-        "Resource", ResourceId=integer, ResourceName=translations, IncludedValue=number,
-        Amount=number, Manufacturer=text, ManufacturerName=text, MPNumber=text,
-        MeasureUnit=translations,
-        ResourceRate=obj("ResourceRate", PlanRateId=integer, SetupSKU=text, RecurringSKU=text,
-                         OveruseSKU=text, CancellationSKU=text),
-        ResourceRatePeriod=rate_period)
-    resource["required"].remove("ResourceRatePeriod")
-    document = obj(
-        "SubscriptionDetails",
-        Subscription=obj("Subscription", SubscriptionId=integer, StartDate=date,
-                         ExpirationDate=date, Period=integer, PeriodType=text,
-                         BillingPeriod=integer, BillingPeriodType=text),
-        ServicePlan=obj("ServicePlan", PlanId=integer, PlanName=translations,
-                        PlanCategoryId=integer, PlanCategoryName=text),
-        ServicePlanPeriod=obj("ServicePlanPeriod", PlanPeriodId=integer, SetupSKU=text,
-                              SubscriptionSKU=text, RenewalSKU=text, TransferSKU=text,
-                              CancellationSKU=text),
-        Resources=_list(_ref("Resource"), "Resources", "Resource"))
-    document["description"] = ("JSON: this object itself, keys sorted ignoring case. XML: root "
-                               "`SubscriptionDetails` with the same children.")
-    return {
-        "SubscriptionDetails": document, "Resource": resource,
-        "Translation": obj("Translation", Value=text, Name=text),
-    }
-
-
-def component_schemas() -> dict[str, JsonSchema]:
-    """Every schema the operations refer to, by name."""
-    schemas: dict[str, JsonSchema] = {"Problem": PROBLEM_SCHEMA}
-    for endpoint, prefix in (("invoices", "Purchase"), ("customerinvoices", "Customer"),
-                             ("consolidatedinvoices", "Consolidated")):
-        schemas.update(_invoice_schemas(endpoint, prefix))
-    schemas.update(_details_schemas())
-    return schemas
-
-
+DOCUMENT_HEADERS |= VALIDATOR_HEADERS
 # From an invoice document to the details of a subscription on it (a JSON pointer, so it
 # resolves in JSON answers; any SubscriptionID of the document works the same way).
 SUBSCRIPTION_LINKS: dict[str, Any] = {
@@ -244,81 +99,21 @@ def document_responses(endpoint: str) -> dict[int | str, dict[str, Any]]:
     }
     if endpoint != "subscriptiondetails":
         responses[200]["links"] = SUBSCRIPTION_LINKS
+        responses[200]["headers"] = DOCUMENT_HEADERS | CURSOR_HEADER
+    responses[304] = not_modified_response(endpoint != "subscriptiondetails")
     responses.update(error_responses())
     return responses
 
 
-# --- the description as a whole -------------------------------------------------------------
-
-VERSION_NOTES = {
-    "v1": "not served: every call answers 410 Gone",
-    "v2": "all four documents; answers carry `Deprecation` and a `Link` to the current version",
-    "v3": "same document shapes as v2",
-    "v4": "adds `RatePeriodID`, `SubPONumber`, `ChargeType`, `BillingFrequency` and "
-    "`InvoiceRowHash` on lines, `SubscriptionPONumber` and `SubscriptionDetails` on "
-    "subscriptions, `ResourceRatePeriod` in subscriptiondetails",
-}
-INTRODUCTION = """\
-Download your invoices as files, to automate your own invoicing and bookkeeping:
-**purchase invoices** (what the distributor bills you, one per vendor), the matching **customer
-invoices** (one per customer and vendor, at your sales prices), **consolidated invoices**
-(purchase lines with their sales figures) and the **details of one subscription**.
-
-## Access
-1. The **Account Administrator** enables the Billing API under profile → *Your APIs*; nobody
-   else can, and until then every call is refused (403).
-2. **Whitelist at least one IP address** (IPv4 or IPv6, single address or CIDR range) under
-   *Your APIs*. With an empty whitelist every call is refused, even with a valid key.
-3. **Generate a key** there, for one environment: `production` (your real data) or `sandbox`
-   (fictional example data of the same shape, for integration testing). A key only ever sees
-   its own environment. The secret is shown once; keys can expire and can be revoked.
-4. Send the key in the **`X-Api-Key` header** on every call (here: *Authorize*). Download links
-   made by the portal's endpoint explorer carry a short-lived signed `token` instead; they obey
-   the same rules.
-
-Calls are limited to {rate} per minute per key; past that the answer is 429 with `Retry-After`.
-
-## Versions
-| version | status | |
-| --- | --- | --- |
-{versions}
-
-A new version exists only for a breaking change; older versions keep their exact shape.
-
-## Dates
-`startDate` and `endDate` (`YYYYMMDD`; `YYYY-MM-DD` is accepted too) filter on the
-**invoice date**, the day an invoice was issued, **inclusive at both ends**; not on the service
-period its lines cover (October's usage is typically invoiced around 23 November). Both
-missing: the three months up to today. Only `endDate`: from three months before it. Only
-`startDate`: up to today. A malformed or impossible date, or an end before the start, is a 400
-naming the parameter.
-
-Every parameter is checked exactly as described here: an empty value, a date that is not a
-real calendar date, a parameter the endpoint does not take (e.g. `startdate`) is a 400.
-
-## Formats
-**XML is the default** (no `Accept`, `*/*`, `application/xml` or `text/xml`); JSON with
-`Accept: application/json`. `Accept` is read with its q-values (RFC 9110: the most specific
-range decides, `application/json;q=0` refuses JSON). `format=xml|json` (lower case) in the
-query wins over `Accept`; an `Accept` allowing neither is 406. XML is UTF-8 with a
-declaration and writes empty values as empty elements; JSON keys are sorted ignoring case;
-amounts are exact decimals; dates are `YYYYMMDD` text. Every document is one whole file
-(`Content-Disposition: attachment`), and the same request over the same data returns the same
-bytes.
-
-## Errors
-RFC 9457 problem details, negotiated exactly like documents (`application/problem+xml`, or
-`application/problem+json` with `format=json` or an `Accept` preferring JSON;
-`application/problem+json` and `application/problem+xml` may be named too): `status`, `title`,
-a `detail` saying what to do, a stable `code` for programs, and `field` when one parameter is at
-fault. When `Accept` allows neither format, or `format` is invalid, the problem is XML.
-"""
-
-
-def api_description(rate_limit_per_minute: int) -> str:
-    versions = "\n".join(f"| `{v.name}` | {v.status} | {VERSION_NOTES.get(v.name, '')} |"
-                         for v in VERSIONS.values())
-    return INTRODUCTION.format(rate=rate_limit_per_minute, versions=versions)
+def not_modified_response(cursor: bool) -> dict[str, Any]:
+    """The 304 a conditional request gets while its tag (or date) still matches."""
+    headers = VALIDATOR_HEADERS | {"Vary": DOCUMENT_HEADERS["Vary"]}
+    return {
+        "description": "Not Modified: `If-None-Match` names this answer's ETag (or, without "
+        "it, `If-Modified-Since` is not before its Last-Modified). No body: the copy the "
+        "client holds is current.",
+        "headers": headers | (CURSOR_HEADER if cursor else {}),
+    }
 
 
 TAGS = [{"name": "documents", "description": "The four documents, each as XML or JSON."}]

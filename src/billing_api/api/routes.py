@@ -7,14 +7,13 @@ router's authentication dependency, parameters from ``negotiation``, documents f
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request, Response, Security
 from fastapi.security import APIKeyHeader
 
 from billing_api.access import links
-from billing_api.api import einvoice_bulk, negotiation
+from billing_api.api import conditional, einvoice_bulk, negotiation
 from billing_api.api.deps import ApiCaller, CallerDep, api_router
 from billing_api.api.errors import VersionGone
 from billing_api.api.openapi_docs import document_responses
@@ -23,12 +22,13 @@ from billing_api.db import transaction
 from billing_api.errors import NotFound
 from billing_api.export import details
 from billing_api.export.documents import invoice_shape
-from billing_api.export.stream import document_response, invoice_document, open_export
+from billing_api.export.stream import document_response, invoice_document
 
 MEDIA_TYPES = {"xml": "application/xml; charset=utf-8", "json": "application/json"}
 # Every query parameter a route takes (token: a download link's, api/deps.py); others are a 400.
-INVOICE_PARAMETERS = frozenset({"startDate", "endDate", "format", links.TOKEN_PARAM})
-DETAILS_PARAMETERS = INVOICE_PARAMETERS | {"subscriptionId"}
+INVOICE_PARAMETERS = frozenset({"startDate", "endDate", "format", conditional.SINCE,
+                                links.TOKEN_PARAM})
+DETAILS_PARAMETERS = (INVOICE_PARAMETERS - {conditional.SINCE}) | {"subscriptionId"}
 EINVOICE_COLLECTION_PARAMETERS = INVOICE_PARAMETERS | {"embedPdf"}
 
 # Declared for the OpenAPI description only: the router's dependency does the checking.
@@ -123,23 +123,32 @@ InvoiceFormat = Annotated[
         json_schema_extra={"enum": ["xml", "json", "ubl", "pdf"]},
     ),
 ]
+Since = Annotated[
+    str | None,
+    Query(
+        alias="since",
+        description="v4 only: the `X-Next-Cursor` of an earlier answer. Only the invoices "
+        "of billing runs after it, whatever their invoice date (a late correction of an old "
+        "period too); with no startDate/endDate no date filter applies, a date given bounds "
+        "that side. A cursor of another key's account or environment, or a damaged one, is a "
+        "400 `invalid_cursor` (docs/sync.md). It looks like `c1AAAAAAAAAAAIAAAAAAAAAAAMM0fUV` "
+        "(no example is filled in here: a made-up cursor is refused).",
+        json_schema_extra={"pattern": "^c1[A-Za-z0-9_-]{1,100}$"},
+    ),
+]
 ApiKey = Annotated[str | None, Security(api_key_header)]
 
 router = api_router(before_auth=[Depends(resolve_version)], tags=["documents"])
 
 
-def _headers(
-    version: ApiVersion, endpoint: str, fmt: str, window: tuple[dt.date, dt.date]
-) -> dict[str, str]:
-    start, end = window
+def _headers(version: ApiVersion, endpoint: str, fmt: str, label: str) -> dict[str, str]:
     headers = {
         "Content-Disposition": (
-            f'attachment; filename="{endpoint}_{version.name}_{negotiation.compact(start)}_'
-            f'{negotiation.compact(end)}.{fmt}"'
+            f'attachment; filename="{endpoint}_{version.name}_{label}.{fmt}"'
         ),
         "X-Api-Version": version.name,
         "Vary": "Accept",
-        "Cache-Control": "no-store",
+        "Cache-Control": conditional.CACHE_CONTROL,
     }
     if version.deprecated_since:
         headers["Deprecation"] = version.deprecated_since
@@ -149,13 +158,20 @@ def _headers(
 
 def _document(request: Request, caller: ApiCaller, version: ApiVersion, endpoint: str) -> Response:
     fmt = negotiation.choose_format(request)
-    window = negotiation.date_range(request, request.app.state.settings.today())
-    scope = negotiation.scope_for(caller.company_id, caller.environment, window)
-    # Open the transaction before answering, so a database that is down is a 503, not a
-    # broken stream.
-    connection = open_export(request.app.state.engine)
-    body = invoice_document(connection, invoice_shape(endpoint, version.v4_fields), scope, fmt)
-    return document_response(body, MEDIA_TYPES[fmt], _headers(version, endpoint, fmt, window))
+    filters = conditional.window(request, caller, version, request.app.state.settings.today())
+    # Opened before answering, so a database that is down is a 503, not a broken stream; the
+    # caller's runs are read first in it: the validators and cursor match the body's snapshot.
+    found = conditional.open_collection(
+        request, caller, version, endpoint, fmt,
+        _headers(version, endpoint, fmt, "x"), filters=filters)
+    if found.not_modified is not None:
+        return found.not_modified
+    assert found.connection is not None
+    headers = found.headers | _headers(version, endpoint, fmt,
+                                       conditional.label(filters, found.scope))
+    body = invoice_document(found.connection, invoice_shape(endpoint, version.v4_fields),
+                            found.scope, fmt)
+    return document_response(body, MEDIA_TYPES[fmt], headers)
 
 
 def _invoice_endpoint(endpoint: str, summary: str) -> None:
@@ -166,6 +182,7 @@ def _invoice_endpoint(endpoint: str, summary: str) -> None:
         start_date: StartDate = None,
         end_date: EndDate = None,
         format_: Format = None,
+        since: Since = None,
         api_key: ApiKey = None,
     ) -> Response:
         negotiation.refuse_unknown_parameters(request, INVOICE_PARAMETERS)
@@ -179,6 +196,7 @@ def _invoice_endpoint(endpoint: str, summary: str) -> None:
         end_date: EndDate = None,
         format_: InvoiceFormat = None,
         embed_pdf: einvoice_bulk.EmbedPdf = None,
+        since: Since = None,
         api_key: ApiKey = None,
     ) -> Response:
         negotiation.refuse_unknown_parameters(request, EINVOICE_COLLECTION_PARAMETERS)
@@ -246,14 +264,16 @@ def subscription_details(
         tree = details.build_details(
             session, caller.company_id, caller.environment, wanted, version.v4_fields
         )
-    if tree is None:
-        raise NotFound(
-            f"subscription {wanted} was not found for this account and environment",
-            code="subscription_not_found",
-        )
-    body = details.to_xml(tree) if fmt == "xml" else details.to_json(tree)
-    return Response(
-        body,
-        media_type=MEDIA_TYPES[fmt],
-        headers=_headers(version, "subscriptiondetails", fmt, window),
-    )
+        if tree is None:
+            raise NotFound(
+                f"subscription {wanted} was not found for this account and environment",
+                code="subscription_not_found",
+            )
+        body = details.to_xml(tree) if fmt == "xml" else details.to_json(tree)
+        # Small and without price lines: the tag is the body's digest, exact by construction.
+        current = conditional.details_validators(session, caller, wanted, body)
+    label = f"{negotiation.compact(window[0])}_{negotiation.compact(window[1])}"
+    headers = _headers(version, "subscriptiondetails", fmt, label) | current.headers()
+    if conditional.is_fresh(request, current):
+        return conditional.not_modified(headers)
+    return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)

@@ -48,12 +48,17 @@ class TaxZone(Base):
 class BillingRun(Base):
     """One billed period of one partner in one environment.
 
-    It exists once, so a re-run of the period is a no-op."""
+    It exists once, so a re-run of the period is a no-op. ``sync_position`` numbers a
+    partner's runs per environment in commit order (``billing/positions.py``): sync cursors
+    and webhooks name "the runs after position N" with it. NULL only inside the run's own
+    transaction, before its end."""
 
     __tablename__ = "billing_runs"
     __table_args__ = (
         environment_check(),
         UniqueConstraint("partner_id", "environment", "period"),
+        UniqueConstraint("partner_id", "environment", "sync_position",
+                         name="uq_billing_runs_sync_position"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -64,6 +69,36 @@ class BillingRun(Base):
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     invoice_count: Mapped[int] = mapped_column(Integer, default=0)
     line_count: Mapped[int] = mapped_column(Integer, default=0)
+    sync_position: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class SyncPosition(Base):
+    """The last sync position given to a partner's run in an environment. Kept apart from
+    the runs so that undoing the newest run never lets a position be given twice: a client
+    whose cursor is past it would miss the period billed again."""
+
+    __tablename__ = "sync_positions"
+    __table_args__ = (environment_check(),)
+
+    partner_id: Mapped[int] = mapped_column(ForeignKey("companies.id"), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(10), primary_key=True)
+    last_position: Mapped[int] = mapped_column(Integer)
+    # When a run of this partner and environment was last undone: an answer's Last-Modified
+    # must not go back in time when the run it showed disappears (api/conditional.py).
+    undone_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ContentRevision(Base):
+    """One row counting the imports that changed data documents read live (customers,
+    subscriptions, plans, companies): part of every document's ETag (api/conditional.py).
+    Issued invoices and lines are snapshots and change only with billing runs."""
+
+    __tablename__ = "content_revisions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
 class InvoiceSequence(Base):

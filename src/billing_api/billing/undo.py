@@ -26,8 +26,15 @@ from sqlalchemy.orm import Session
 
 from billing_api.access.keys import LAST_USED_RESOLUTION
 from billing_api.access.models import ApiKey
-from billing_api.billing.models import BillingRun, Invoice, InvoiceSequence, PriceLine
+from billing_api.billing.models import (
+    BillingRun,
+    Invoice,
+    InvoiceSequence,
+    PriceLine,
+    SyncPosition,
+)
 from billing_api.customers.models import Subscription, SubscriptionChange
+from billing_api.db import utcnow
 from billing_api.errors import Conflict
 
 
@@ -76,6 +83,11 @@ def undo_run(session: Session, run: BillingRun) -> UndoSummary:
                     .values(cancellation_billed_run_id=None))
     summary = UndoSummary(run.partner_id, run.environment, run.period,
                           invoices.rowcount, lines.rowcount)  # type: ignore[attr-defined]
+    # Last-Modified of the documents that showed the run must not go back in time.
+    session.execute(update(SyncPosition)
+                    .where(SyncPosition.partner_id == run.partner_id,
+                           SyncPosition.environment == run.environment)
+                    .values(undone_at=utcnow()))
     session.delete(run)
     session.flush()
     return summary

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Connection, String, cast, select
 
 from billing_api.access.models import Company
-from billing_api.billing.models import Invoice, PriceLine, TaxZone
+from billing_api.billing.models import BillingRun, Invoice, PriceLine, TaxZone
 from billing_api.customers.models import Customer
 from billing_api.export import source as export_source
 from billing_api.export.source import Scope, compact_date
@@ -194,6 +194,16 @@ def stream_invoices(connection: Connection, kind: str, scope: Scope) -> Iterator
         ]
         for _table, (partner, environment, kind_column, day) in scoped
     ]
+    if scope.since is not None:  # an incremental sync: the runs after the cursor only
+        runs = select(BillingRun.id).where(
+            BillingRun.partner_id == scope.partner_id,
+            BillingRun.environment == scope.environment,
+            BillingRun.sync_position > scope.since,
+            BillingRun.sync_position <= scope.upto,
+        )
+        conditions[0].append(i.billing_run_id.in_(runs))
+        conditions[1].append(pl.invoice_id.in_(
+            select(i.id).where(i.billing_run_id.in_(runs))))
     headers = export_source.stream(
         connection,
         select(*_header_columns(dialect)).where(*conditions[0]).order_by(i.invoice_date, i.id),
@@ -356,6 +366,11 @@ class Parties:
             buyer = self._party("customer", header.customer_id, header.receiver,
                                 header.partner_id)
         return seller, buyer
+
+
+def snapshot_complete(snapshot: dict[str, Any]) -> bool:
+    """True when a party snapshot holds every Peppol field, so no current row is read."""
+    return _snapshot(snapshot).keys() >= PEPPOL_KEYS
 
 
 def _snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import aliased
 
-from billing_api.billing.models import Invoice, PriceLine
+from billing_api.billing.models import BillingRun, Invoice, PriceLine
 from billing_api.catalog.models import PlanCategory, ServicePlan
 from billing_api.customers.models import Customer, Subscription, SubscriptionAttribute
 
@@ -115,12 +115,16 @@ PREFETCH_BATCHES = 2  # batches a PostgreSQL export reads ahead (see _prefetched
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """Whose rows, which environment, which invoice dates (inclusive)."""
+    """Whose rows, which environment, which invoice dates (inclusive); with ``since``, only
+    the invoices of the runs at sync positions ``since < position <= upto`` (an incremental
+    sync, ``sync/state.py``)."""
 
     partner_id: int
     environment: str
     start: dt.date
     end: dt.date
+    since: int | None = None
+    upto: int = 0
 
 
 def _raw(column: Any) -> ColumnElement[Any]:
@@ -192,24 +196,45 @@ def _line_columns(dialect: str, with_attributes: bool) -> list[Any]:
     ]
 
 
-def _scoped(stmt: Select[Any], table: Any, kind: str) -> Select[Any]:
+def _scoped(stmt: Select[Any], table: Any, kind: str, since: bool = False) -> Select[Any]:
     # Named parameters, so that one compiled statement serves every caller and date range.
-    return stmt.where(
+    stmt = stmt.where(
         table.partner_id == bindparam("scope_partner"),
         table.environment == bindparam("scope_environment"),
         table.kind == kind,
         table.invoice_date >= bindparam("scope_start", type_=Date),
         table.invoice_date <= bindparam("scope_end", type_=Date),
     )
+    if not since:
+        return stmt
+    if table is PriceLine:
+        return stmt.where(PriceLine.invoice_id.in_(
+            select(Invoice.id).where(Invoice.billing_run_id.in_(_runs_since()))))
+    return stmt.where(table.billing_run_id.in_(_runs_since()))
+
+
+def _runs_since() -> Select[Any]:
+    """The caller's runs after the cursor, up to the snapshot's position. The date range
+    stays on the outer query (narrowed to these runs' invoice dates by the caller), so lines
+    still come from one range scan of ``ix_price_lines_export``."""
+    return select(BillingRun.id).where(
+        BillingRun.partner_id == bindparam("scope_partner"),
+        BillingRun.environment == bindparam("scope_environment"),
+        BillingRun.sync_position > bindparam("scope_since"),
+        BillingRun.sync_position <= bindparam("scope_upto"),
+    )
 
 
 def _scope_values(scope: Scope) -> dict[str, Any]:
-    return {
+    values: dict[str, Any] = {
         "scope_partner": scope.partner_id,
         "scope_environment": scope.environment,
         "scope_start": scope.start,
         "scope_end": scope.end,
     }
+    if scope.since is not None:
+        values |= {"scope_since": scope.since, "scope_upto": scope.upto}
+    return values
 
 
 def line_query(
@@ -217,10 +242,12 @@ def line_query(
 ) -> Select[Any]:
     """Every line of the partner's ``kind`` invoices dated in the scope, in document order;
     with ``with_sales`` each purchase line carries its customer line's figures (or NULLs)."""
-    return _line_query(dialect, kind, with_attributes, with_sales).params(_scope_values(scope))
+    return _line_query(dialect, kind, with_attributes, with_sales,
+                       scope.since is not None).params(_scope_values(scope))
 
 
-def _line_query(dialect: str, kind: str, with_attributes: bool, with_sales: bool) -> Select[Any]:
+def _line_query(dialect: str, kind: str, with_attributes: bool, with_sales: bool,
+                since: bool = False) -> Select[Any]:
     pl = PriceLine
     columns = _line_columns(dialect, with_attributes)
     stmt = (
@@ -245,17 +272,17 @@ def _line_query(dialect: str, kind: str, with_attributes: bool, with_sales: bool
                 sales.row_hash == pl.row_hash,
             ),
         )
-    return _scoped(stmt, pl, kind).order_by(
+    return _scoped(stmt, pl, kind, since).order_by(
         pl.invoice_date, pl.invoice_id, pl.customer_id, pl.subscription_id, pl.id
     )
 
 
 def invoice_query(dialect: str, kind: str, scope: Scope) -> Select[Any]:
     """The partner's ``kind`` invoices dated in the scope, in document order."""
-    return _invoice_query(dialect, kind).params(_scope_values(scope))
+    return _invoice_query(dialect, kind, scope.since is not None).params(_scope_values(scope))
 
 
-def _invoice_query(dialect: str, kind: str) -> Select[Any]:
+def _invoice_query(dialect: str, kind: str, since: bool = False) -> Select[Any]:
     i: Table = Invoice.__table__  # type: ignore[assignment]
     stmt = select(
         i.c.id,
@@ -273,7 +300,7 @@ def _invoice_query(dialect: str, kind: str) -> Select[Any]:
         _raw(i.c.total_vat),
         _raw(i.c.total_including_vat),
     )
-    return _scoped(stmt, i.c, kind).order_by(i.c.invoice_date, i.c.id)
+    return _scoped(stmt, i.c, kind, since).order_by(i.c.invoice_date, i.c.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,14 +314,15 @@ class Prepared:
 
 @lru_cache(maxsize=64)
 def _compiled(
-    dialect: Dialect, query: str, kind: str, with_attributes: bool, with_sales: bool
+    dialect: Dialect, query: str, kind: str, with_attributes: bool, with_sales: bool,
+    since: bool,
 ) -> tuple[str, dict[str, Any], tuple[str, ...] | None]:
     """SQL text, constant parameters and (positional drivers) parameter order; once per
     engine's dialect and document kind."""
     if query == "lines":
-        stmt = _line_query(dialect.name, kind, with_attributes, with_sales)
+        stmt = _line_query(dialect.name, kind, with_attributes, with_sales, since)
     else:
-        stmt = _invoice_query(dialect.name, kind)
+        stmt = _invoice_query(dialect.name, kind, since)
     compiled = stmt.compile(dialect=dialect)
     order = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
     return str(compiled), dict(compiled.params), order
@@ -303,7 +331,8 @@ def _compiled(
 def _prepared(
     dialect: Dialect, query: str, kind: str, scope: Scope, with_attributes: bool, with_sales: bool
 ) -> Prepared:
-    sql, constants, order = _compiled(dialect, query, kind, with_attributes, with_sales)
+    sql, constants, order = _compiled(dialect, query, kind, with_attributes, with_sales,
+                                      scope.since is not None)
     values = constants | _scope_values(scope)
     if dialect.name == "sqlite":  # SQLite keeps dates as ISO text (SQLAlchemy's DATE storage)
         values["scope_start"] = scope.start.isoformat()

@@ -30,6 +30,7 @@ from billing_api.importer.reader import (
     reads_catalog,
 )
 from billing_api.importer.writer import Counts, Writer
+from billing_api.sync.state import note_content_change
 
 # Rows of a streamed section checked and written at a time: large enough for few round trips,
 # small enough that a chunk's rows and the database rows they meet stay a few MiB.
@@ -122,6 +123,9 @@ def import_files(session: Session, paths: Sequence[Path], *, table: str | None =
         check_manifest(expected, files, problems)
     problems.raise_if_any()
     counts = writer.counts
+    if any(c.created or c.updated for name, c in counts.items() if name != "usage_records"):
+        # Documents read these rows live (names, plans, parties): their ETags must change.
+        note_content_change(session)
     ordered = {name: counts[name] for name in TABLES
                if name in counts and (counts[name].created or counts[name].updated
                                       or counts[name].unchanged)}

@@ -1,0 +1,1 @@
+"""Keeping partners in sync: cursors over billing runs (and, later, webhooks)."""
