@@ -31,9 +31,12 @@ _SCALARS: dict[Kind, JsonSchema] = {
     Kind.DATE: {"type": "string", "pattern": "^([0-9]{8})?$",
                 "description": "YYYYMMDD (empty string when there is none)."},
     Kind.INT: {"type": ["integer", "null"]},
-    Kind.MONEY: {"type": ["number", "null"],
-                 "description": "Exact decimal, at least two fraction digits."},
-    Kind.PLAIN: {"type": ["number", "null"]},
+    # format "decimal" (OpenAPI format registry): generators then type money and quantities
+    # as exact decimals, not floats (docs/openapi.md, "Money and generated clients").
+    Kind.MONEY: {"type": ["number", "null"], "format": "decimal",
+                 "description": "Exact decimal, at least two fraction digits: read it as a "
+                 "decimal, never a binary float."},
+    Kind.PLAIN: {"type": ["number", "null"], "format": "decimal"},
     Kind.BOOL: {"type": "boolean"},
 }
 FIELD_EXAMPLES: dict[str, Any] = {
@@ -129,7 +132,7 @@ def _invoice_schemas(endpoint: str, prefix: str) -> dict[str, JsonSchema]:
 
 def _details_schemas() -> dict[str, JsonSchema]:
     text, integer = {"type": "string"}, {"type": "integer"}
-    number, date = {"type": "number"}, _SCALARS[Kind.DATE]
+    number, date = {"type": "number", "format": "decimal"}, _SCALARS[Kind.DATE]
     translations = _list(_ref("Translation"), None, "Translation")
     translations["xml"] = {"wrapped": True}
 
