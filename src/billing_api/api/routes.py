@@ -129,14 +129,15 @@ router = api_router(before_auth=[Depends(resolve_version)], tags=["documents"])
 
 
 def _headers(
-    version: ApiVersion, endpoint: str, fmt: str, window: tuple[dt.date, dt.date]
+    version: ApiVersion,
+    endpoint: str,
+    fmt: str,
+    window: tuple[dt.date, dt.date],
+    subscription_id: int | None = None,
 ) -> dict[str, str]:
-    start, end = window
+    name = negotiation.filename(endpoint, version.name, window, fmt, subscription_id)
     headers = {
-        "Content-Disposition": (
-            f'attachment; filename="{endpoint}_{version.name}_{negotiation.compact(start)}_'
-            f'{negotiation.compact(end)}.{fmt}"'
-        ),
+        "Content-Disposition": f'attachment; filename="{name}"',
         "X-Api-Version": version.name,
         "Vary": "Accept",
         "Cache-Control": "no-store",
@@ -255,5 +256,5 @@ def subscription_details(
     return Response(
         body,
         media_type=MEDIA_TYPES[fmt],
-        headers=_headers(version, "subscriptiondetails", fmt, window),
+        headers=_headers(version, "subscriptiondetails", fmt, window, wanted),
     )
