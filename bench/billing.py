@@ -94,9 +94,8 @@ def fresh_copy(base: common.Database, suffix: str) -> common.Database:
 
 def child_run(url: str) -> dict[str, Any]:
     """Bill the demo's months on ``url``; seconds billing, lines, peak RSS."""
-    from billing_api.billing.rating import add_months
     from billing_api.db import make_engine, make_session_factory, transaction
-    from billing_api.demo.generator import INVOICE_DAY, PARTNER_NAME, completed_periods
+    from billing_api.demo.generator import PARTNER_NAME, completed_periods, invoice_date
     from billing_api.environments import Environment
 
     engine = make_engine(url)
@@ -111,12 +110,11 @@ def child_run(url: str) -> dict[str, Any]:
 
     lines = invoices = 0
     started = time.perf_counter()
-    for period in completed_periods(dt.date.fromisoformat(common.TODAY), common.DEMO_MONTHS):
-        first = dt.date.fromisoformat(period + "-01")
-        invoice_date = add_months(first, 1).replace(day=INVOICE_DAY)
+    today = dt.date.fromisoformat(common.TODAY)
+    for period in completed_periods(today, common.DEMO_MONTHS):
         with transaction(factory, writer=True) as session:
             summary = bill_partner(session, partner_id, Environment.PRODUCTION, period,
-                                   invoice_date)
+                                   invoice_date(period, today))
         lines += summary.lines
         invoices += summary.invoices
     seconds = time.perf_counter() - started

@@ -313,6 +313,20 @@ def test_subscription_details(world: World) -> None:
     assert root.findtext("Subscription/SubscriptionId") == str(world.subscription_id)
 
 
+def test_subscription_details_files_are_named_after_their_subscription(world: World) -> None:
+    """``curl -OJ`` for a second subscription must not collide with the first one's file."""
+    response = get(world, "/api/v4/subscriptiondetails", format="json",
+                   subscriptionId=str(world.subscription_id), **ALL_2026)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-disposition"] == (
+        f'attachment; filename="subscriptiondetails_v4_{world.subscription_id}_20260101_20261231'
+        '.json"')
+    # The other documents keep their names: endpoint, version, window.
+    invoices = get(world, "/api/v2/invoices", **ALL_2026)
+    assert invoices.headers["content-disposition"] == (
+        'attachment; filename="invoices_v2_20260101_20261231.xml"')
+
+
 @pytest.mark.parametrize("which", ["other_subscription_id", "sandbox_subscription_id"])
 def test_another_partners_or_environments_subscription_is_404(world: World, which: str) -> None:
     response = get(

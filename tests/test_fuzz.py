@@ -41,8 +41,9 @@ from tests.test_ops import demo, quiet_settings
 DOCUMENTS = ("invoices", "customerinvoices", "consolidatedinvoices", "subscriptiondetails")
 MIN_REQUESTS = 500
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-FILENAME = re.compile(r'attachment; filename="(invoices|customerinvoices|consolidatedinvoices|'
-                      r'subscriptiondetails)_v[234]_[0-9]{8}_[0-9]{8}\.(xml|json)"')
+FILENAME = re.compile(r'attachment; filename="((invoices|customerinvoices|consolidatedinvoices)'
+                      r'_v[234]|subscriptiondetails_v[234]_[0-9]{1,18})_[0-9]{8}_[0-9]{8}'
+                      r'\.(xml|json)"')
 PRINTABLE = re.compile(r"[\x20-\x7e]*")
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code", "instance"}
 

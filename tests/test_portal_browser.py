@@ -28,7 +28,7 @@ from billing_api.settings import Settings
 from tests.browser import Visit, chromium
 from tests.http_server import serve
 
-TODAY = dt.date(2026, 4, 1)  # demo invoices dated 2026-03-23 and 2026-04-23
+TODAY = dt.date(2026, 4, 1)  # demo invoices dated 2026-03-23 and (March's) 2026-04-01
 START, END = "2026-03-01", "2026-04-30"
 API_QUERY = "startDate=20260301&endDate=20260430"
 NEW_PASSWORD = "a password of Nora's own choosing"

@@ -175,11 +175,19 @@ def test_explorer_errors_next_to_fields(admin: FormClient, world: World,
              ({"startDate": "2026-01-01", "endDate": "2026-02-01"},
               "subscriptiondetails-subscriptionId", "Enter a subscription ID"),
              ({"startDate": "2026-01-01", "endDate": "2026-02-01", "subscriptionId": "x1"},
+              "subscriptiondetails-subscriptionId", "whole number"),
+             # Not an ASCII digit, though str.isdigit() says so: refused as the API refuses it.
+             ({"startDate": "2026-01-01", "endDate": "2026-02-01", "subscriptionId": "²"},
               "subscriptiondetails-subscriptionId", "whole number")]
     for extra, field, message in cases:
         answer = admin.get("/portal/billing-api/endpoints", **base, **extra)
         assert answer.status_code == 400 and message in error_of(answer.text, field)
         assert 'id="ep-subscriptiondetails" open' in answer.text
+    # The curl line saves the file under the name the API gives it, subscription id included.
+    built = admin.get("/portal/billing-api/endpoints", **base, startDate="2026-01-01",
+                      endDate="2026-02-01", subscriptionId="42")
+    assert built.status_code == 200
+    assert "-o subscriptiondetails_v4_42_20260101_20260201.xml" in html.unescape(built.text)
     with transaction(factory) as session:
         keys.revoke_key(session, session.get(Company, world.company_id), key_id)  # type: ignore[arg-type]
     answer = admin.get("/portal/billing-api/endpoints", key=key_id, version="v4")

@@ -51,7 +51,7 @@ from tests.http_server import serve
 from tests.pg_instance import PgInstance, PostgresUnavailable, private_postgres
 
 DEMO_CUSTOMERS = 2000  # per environment: ~6,600 production lines a month
-DEMO_TODAY = dt.date(2026, 11, 15)  # the demo bills October 2026, invoices dated 23 November
+DEMO_TODAY = dt.date(2026, 11, 15)  # the demo bills October 2026, invoices dated 15 November
 BILLED = {"startDate": "20261101", "endDate": "20261130"}
 NEW_PERIOD, NEW_INVOICE_DATE = "2026-11", dt.date(2026, 12, 23)  # billed by the tests
 DOCUMENT = "/api/v4/customerinvoices"  # the largest document: ~13 MB of XML here

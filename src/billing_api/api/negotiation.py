@@ -181,6 +181,16 @@ def compact(day: dt.date) -> str:
     return f"{day.year:04d}{day.month:02d}{day.day:02d}"
 
 
+def filename(endpoint: str, version: str, window: tuple[dt.date, dt.date], fmt: str,
+             subscription_id: int | None = None) -> str:
+    """A document's file name (``Content-Disposition``; the portal's curl line uses it too).
+    subscriptiondetails names its subscription: two subscriptions' files must not collide
+    (``curl -OJ`` refuses to overwrite), and their date window is the same."""
+    subject = "" if subscription_id is None else f"{subscription_id}_"
+    start, end = window
+    return f"{endpoint}_{version}_{subject}{compact(start)}_{compact(end)}.{fmt}"
+
+
 def parse_date(name: str, value: str) -> dt.date:
     """``value`` as a date, exactly as ``DATE_PATTERN`` says: no blanks, no other digits."""
     if _DATE.fullmatch(value) is None:

@@ -24,7 +24,9 @@ from billing_api.api.versions import CURRENT
 DOCUMENT_HEADERS = {
     "Content-Disposition": {
         "description": "Always an attachment: "
-        '`attachment; filename="<endpoint>_<version>_<startDate>_<endDate>.<xml|json>"`.',
+        '`attachment; filename="<endpoint>_<version>_<startDate>_<endDate>.<xml|json>"`; '
+        "subscriptiondetails names the subscription too: "
+        "`subscriptiondetails_<version>_<subscriptionId>_<startDate>_<endDate>.<xml|json>`.",
         "schema": {"type": "string"},
         "example": 'attachment; filename="invoices_v4_20260801_20261031.xml"',
     },

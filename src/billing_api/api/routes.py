@@ -272,7 +272,8 @@ def subscription_details(
         body = details.to_xml(tree) if fmt == "xml" else details.to_json(tree)
         # Small and without price lines: the tag is the body's digest, exact by construction.
         current = conditional.details_validators(session, caller, wanted, body)
-    label = f"{negotiation.compact(window[0])}_{negotiation.compact(window[1])}"
+    # Named after the subscription: two subscriptions' files must not collide (curl -OJ).
+    label = f"{wanted}_{negotiation.compact(window[0])}_{negotiation.compact(window[1])}"
     headers = _headers(version, "subscriptiondetails", fmt, label) | current.headers()
     if conditional.is_fresh(request, current):
         return conditional.not_modified(headers)

@@ -13,7 +13,7 @@ forgotten; only the purchase invoices (one per vendor) live for the whole run.
 Cost per line is what a run of a million lines is made of (profiled, see docs/performance.md):
 chunks are read as named tuples rather than ORM entities (``chunk``), money is worked out in
 integer units rather than Decimals (``rating.extended_units``; exact all the same), each line
-is built once as a list in ``LINE_COLUMNS`` order with values already in the driver's form
+is built once as a list in ``bulk.LINE_COLUMNS`` order with values already in the driver's form
 (integer units, dates), and lines go to the driver's own bulk path (``COPY`` on PostgreSQL,
 ``executemany`` on SQLite) instead of SQLAlchemy's per-row parameter processing, which took
 half of a run.

@@ -96,6 +96,15 @@ def completed_periods(today: dt.date, months: int) -> list[str]:
     return [add_months(first_of_this_month, -k).strftime("%Y-%m") for k in range(months, 0, -1)]
 
 
+def invoice_date(period: str, today: dt.date) -> dt.date:
+    """The day the demo dates ``period``'s invoices: the 23rd of the following month, as the
+    public system does, or ``today`` when that day is still to come (the newest month, before
+    the 23rd), as a run that happened today would. No invoice is dated after today, so the
+    API's default window (the three months up to today) holds the newest ones."""
+    first = dt.date.fromisoformat(period + "-01")
+    return min(add_months(first, 1).replace(day=INVOICE_DAY), today)
+
+
 def build_demo(
     factory: sessionmaker[Session],
     *,
@@ -153,12 +162,11 @@ def build_demo(
         partner_id = partner.id
     runs: list[RunSummary] = []
     for period in periods if bill else ():
-        first = dt.date.fromisoformat(period + "-01")
-        invoice_date = add_months(first, 1).replace(day=INVOICE_DAY)
+        dated = invoice_date(period, today)
         for env in environments:
             say(f"billing {env.value} {period}")
             with transaction(factory, writer=True) as session:
-                runs.append(bill_partner(session, partner_id, env, period, invoice_date))
+                runs.append(bill_partner(session, partner_id, env, period, dated))
     return DemoResult(partner_id, ADMIN_EMAIL, password, runs)
 
 

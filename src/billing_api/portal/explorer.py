@@ -76,21 +76,24 @@ def build_request(request: Request, key: ApiKey, version: ApiVersion, endpoint: 
         raise InvalidInput("The end date is before the start date.", field="endDate")
     fmt = "json" if accept == JSON else "xml"
     params = [("startDate", negotiation.compact(start)), ("endDate", negotiation.compact(end))]
+    subscription_id = None
     if endpoint == "subscriptiondetails":
         wanted = subscription_text.strip()
         if not wanted:
             raise InvalidInput("Enter a subscription ID (SubscriptionID on your invoices).",
                                field="subscriptionId")
-        if not wanted.isdigit() or len(wanted) > 18:
+        # ASCII digits, as the API takes them (isdigit() alone admits '²', which int() refuses).
+        if not (wanted.isascii() and wanted.isdigit()) or len(wanted) > 18:
             raise InvalidInput(f"{wanted!r} is not a subscription ID: use a whole number.",
                                field="subscriptionId")
         params.append(("subscriptionId", wanted))
+        subscription_id = int(wanted)
     path = f"/api/{version.name}/{endpoint}"
     now = utcnow()
     link = links.signed_url(settings_of(request), key.digest, path, [*params, ("format", fmt)],
                             now=now)
     base = str(request.base_url).rstrip("/")
-    filename = f"{endpoint}_{version.name}_{params[0][1]}_{params[1][1]}.{fmt}"
+    filename = negotiation.filename(endpoint, version.name, (start, end), fmt, subscription_id)
     # The header request that answers the same document: Accept instead of format=.
     curl = ["curl", "--fail-with-body", "-H", f"X-Api-Key: {KEY_PLACEHOLDER}"]
     if accept:
