@@ -72,7 +72,7 @@ def bulk_response(
     embed = embed_pdf(request)
     window = negotiation.date_range(request, request.app.state.settings.today())
     scope = negotiation.scope_for(caller.company_id, caller.environment, window)
-    connection = open_export(request.app.state.engine)
+    connection = open_export(request.app.state.read_engine)
     chunks = documents.zip_document(connection, endpoint, scope, form, embed_pdf=embed)
     start, end = (negotiation.compact(day) for day in window)
     headers = headers_for(version, f"{endpoint}_{version.name}_{start}_{end}_{form}.zip")

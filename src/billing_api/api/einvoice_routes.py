@@ -90,7 +90,7 @@ def _one_invoice(endpoint: str, summary: str) -> None:
             form = "pdf"
         if form is None:
             return _v4_document(request, caller, version, endpoint, invoice_id)
-        with transaction(request.app.state.session_factory) as session:
+        with transaction(request.app.state.read_session_factory) as session:
             inv = documents.load(session.connection(), endpoint, caller.company_id,
                                  caller.environment, invoice_id)
         body = documents.render(inv, form, embed_pdf=embed_it)
@@ -114,12 +114,12 @@ def _v4_document(request: Request, caller: ApiCaller, version: ApiVersion, endpo
                  number: str) -> Response:
     """The v4 XML or JSON document holding only this invoice."""
     fmt = negotiation.choose_format(request)
-    with transaction(request.app.state.session_factory) as session:
+    with transaction(request.app.state.read_session_factory) as session:
         header = documents.find(session.connection(), endpoint, caller.company_id,
                                 caller.environment, number)
     day = negotiation.parse_date("Date", header.date)
     scope = negotiation.scope_for(caller.company_id, caller.environment, (day, day))
-    connection = open_export(request.app.state.engine)
+    connection = open_export(request.app.state.read_engine)
     shape = invoice_shape(endpoint, version.v4_fields)
     body = documents.v4_document(connection, shape, scope, fmt, header.id)
     # Named as the collections name theirs (the window is the invoice's day): <InvoiceID>.xml

@@ -153,7 +153,7 @@ def _document(request: Request, caller: ApiCaller, version: ApiVersion, endpoint
     scope = negotiation.scope_for(caller.company_id, caller.environment, window)
     # Open the transaction before answering, so a database that is down is a 503, not a
     # broken stream.
-    connection = open_export(request.app.state.engine)
+    connection = open_export(request.app.state.read_engine)
     body = invoice_document(connection, invoice_shape(endpoint, version.v4_fields), scope, fmt)
     return document_response(body, MEDIA_TYPES[fmt], _headers(version, endpoint, fmt, window))
 
@@ -242,7 +242,7 @@ def subscription_details(
     fmt = negotiation.choose_format(request)
     window = negotiation.date_range(request, request.app.state.settings.today())
     wanted = negotiation.subscription_id(request)
-    with transaction(request.app.state.session_factory) as session:
+    with transaction(request.app.state.read_session_factory) as session:
         tree = details.build_details(
             session, caller.company_id, caller.environment, wanted, version.v4_fields
         )

@@ -44,7 +44,9 @@ def configuration_lines(config: Settings, database: str, workers: int) -> list[s
         f"database: {database}",
         f"database pool: {config.database_pool_size} connections per worker, "
         f"{config.database_pool_size * workers} in all",
-        "read replica: none",
+        "read replica: " + (f"{_without_password(config.read_database_url)} (document "
+                            "downloads; writes and authentication on the database above)"
+                            if config.read_database_url else "none"),
         f"rate limits: {limits}, {config.rate_limit_per_minute} requests per key per minute",
         f"trusted proxies: {proxies}",
         f"metrics readable from: {config.metrics_allow.strip() or 'nobody'}",
