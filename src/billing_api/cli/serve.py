@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import logging.config
 import os
@@ -21,6 +22,11 @@ from billing_api.ops.metrics import MULTIPROCESS_ENV
 from billing_api.settings import Settings
 
 log = logging.getLogger("billing_api.serve")
+
+# uvicorn kills a worker that has not answered its supervisor's health check within this many
+# seconds, at start-up too. Its default of 5 s killed and restarted workers in a loop on a busy
+# 2-core host, where importing the app alone took longer (tests/test_workers_redis.py).
+WORKER_HEALTHCHECK_SECONDS = 60
 
 
 def _without_password(url: str) -> str:
@@ -105,4 +111,12 @@ def serve(
             log_level=log_level,
             access_log=False,  # RequestContextMiddleware writes the access line
             timeout_graceful_shutdown=graceful_timeout,
+            **_healthcheck_option(),
         )
+
+
+def _healthcheck_option() -> dict[str, int]:
+    """``timeout_worker_healthcheck`` where this uvicorn has it (newer than 0.30)."""
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
+        return {"timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS}
+    return {}
