@@ -31,11 +31,12 @@ from sqlalchemy import Engine, text
 
 from billing_api import migrate
 from billing_api.access import keys
+from billing_api.app import create_app
 from billing_api.cli.serve import configuration_lines
 from billing_api.db import make_engine, make_session_factory, transaction
 from billing_api.demo.generator import build_demo
 from billing_api.environments import Environment
-from billing_api.settings import Settings
+from billing_api.settings import ConfigurationError, Settings, load_settings
 from tests.access_helpers import open_demo_api, test_app
 from tests.conftest import TEST_SECRET, skip_or_fail
 from tests.http_server import serve
@@ -232,3 +233,23 @@ def test_downloads_read_the_standby_authentication_the_primary(
         assert "database_unavailable" in answer.text
         assert answer.headers["Retry-After"]
     assert whoami.status_code == 200, whoami.text
+
+
+@pytest.mark.parametrize(("primary", "replica", "complaint"), [
+    ("postgresql://billing@db/billing", "sqlite:////tmp/replica.db", "must be a PostgreSQL URL"),
+    ("sqlite:////tmp/billing.db", "postgresql://billing@replica/billing", "needs a PostgreSQL"),
+    ("postgresql://billing@db/billing", "not a url", "is not a database URL"),
+])
+def test_a_replica_that_cannot_work_is_refused_at_start(primary: str, replica: str,
+                                                         complaint: str) -> None:
+    with pytest.raises(ConfigurationError, match=complaint) as refused:
+        load_settings(database_url=primary, read_database_url=replica, secret_key=TEST_SECRET)
+    assert "READ_DATABASE_URL" in str(refused.value)
+
+
+def test_without_a_replica_downloads_read_the_primary(settings: Settings) -> None:
+    app = create_app(settings)
+    try:
+        assert app.state.read_engine is app.state.engine
+    finally:
+        app.state.engine.dispose()

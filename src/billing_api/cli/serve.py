@@ -9,7 +9,7 @@ import os
 import tempfile
 from contextlib import ExitStack
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
@@ -115,7 +115,7 @@ def serve(
         )
 
 
-def _healthcheck_option() -> dict[str, int]:
+def _healthcheck_option() -> dict[str, Any]:
     """``timeout_worker_healthcheck`` where this uvicorn has it (newer than 0.30)."""
     if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
         return {"timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS}
