@@ -5,11 +5,16 @@
 Two servers on the same tiny demo database as ``bench/load.py``, both with
 ``BILLING_API_REDIS_URL`` (127.0.0.1:6379, as a multi-worker deployment must run: one rate-limit
 count for all workers): one with one worker pinned (``taskset``) to the first CPU, one with two
-workers on the first two CPUs. ``wrk`` (one thread, 64 connections) sends the authenticated
-one-invoice download of ``bench/load.py`` (key digest, whitelist, Redis rate limit, one query),
-alternately to each server, best of ``--repeats`` by requests/s. ``wrk`` is pinned to the third
-CPU when there is one, else to the last: on a 2-core machine it shares the second worker's core,
-which is as far apart as 2 cores allow (it needs a few percent of a core at these rates).
+workers, each pinned to one of the first two CPUs. ``wrk`` (one thread, 64 connections) sends
+the authenticated one-invoice download of ``bench/load.py`` (key digest, whitelist, Redis rate
+limit, one query), alternately to each server, best of ``--repeats`` by requests/s. ``wrk`` is
+pinned to the third CPU when there is one, else to the last: on a 2-core machine it shares the
+second worker's core, which is as far apart as 2 cores allow (it needs a few percent of a core
+at these rates).
+On a machine busy with other users' work the ratio says little: Linux's scheduler autogroups
+give one login session one share of the CPUs, however many processes it runs (cat
+/proc/sys/kernel/sched_autogroup_enabled), so a second worker adds no CPU time there; measured
+at a load average of 22 on 2 cores it came out at 0.7–1.0. Run it on a quiet machine.
 Target: 2 workers ≥ 1.6 × 1 worker. The last line printed is a JSON summary.
 """
 
@@ -19,6 +24,7 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +44,29 @@ def cpu_plan() -> tuple[dict[int, str], str]:
         raise SystemExit("worker scaling needs at least 2 CPUs")
     servers = {1: str(cpus[0]), 2: f"{cpus[0]},{cpus[1]}"}
     return servers, str(cpus[2] if len(cpus) > 2 else cpus[-1])
+
+
+def pin_workers(server_pid: int, cpus: list[int], seconds: float = 180) -> list[int]:
+    """Pin each worker process of ``server_pid`` to a CPU of its own (children inherit the
+    parent's set, in which the kernel may well stack both on one CPU under load)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == server_pid and \
+                        b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+                    children.append(int(stat.parent.name))  # a worker, not the resource tracker
+            except (OSError, IndexError, ValueError):
+                continue  # ended meanwhile
+        if len(children) >= len(cpus):
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the server started {len(children)} of {len(cpus)} workers")
+        time.sleep(0.2)
+    for pid, cpu in zip(sorted(children), cpus, strict=False):
+        os.sched_setaffinity(pid, {cpu})
+    return sorted(children)
 
 
 def redis_answers() -> bool:
@@ -97,6 +126,7 @@ def main() -> None:
                     for n, cpus in servers.items()}
         with common.server(env, commands[1]) as one, common.server(env, commands[2]) as two:
             common.wait_ready(two.base + "/healthz")
+            pin_workers(two.pid, [int(cpu) for cpu in servers[2].split(",")])
             urls = {1: one.base + path, 2: two.base + path}
             for url in urls.values():  # both answer, and each worker has connected
                 for _ in range(4):
