@@ -55,6 +55,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     for backend, figures in results.get("load", {}).get("backends", {}).items():
         found.append(_target(f"load {backend}: authenticated download / healthz req/s",
                              figures["ratio"], 0.5))
+    for backend, figures in results.get("workers", {}).get("backends", {}).items():
+        found.append(_target(f"workers {backend}: 2 workers / 1 worker req/s, small requests",
+                             figures["ratio"], 1.6))
     for backend, figures in results.get("billing", {}).get("backends", {}).items():
         found.append(_target(f"billing {backend}: run / bulk-insert floor",
                              figures["ratio_to_floor"], 2.0, higher=False))
@@ -190,6 +193,7 @@ def write(summary: dict[str, Any], markdown: Path, png: Path) -> None:
     out += _memory_section(results.get("memory", {}))
     out += _naive_section(results.get("naive", {}))
     out += _load_section(results.get("load", {}))
+    out += _workers_section(results.get("workers", {}))
     out += _billing_section(results.get("billing", {}))
     out += _importer_section(results.get("importer", {}))
     out += _compare_section(results.get("compare", {}))
@@ -291,6 +295,26 @@ def _load_section(load: dict[str, Any]) -> list[str]:
                          f[name]["p99_ms"], f[name]["requests"], f[name].get("load")])
         rows.append([backend, "download / healthz", f["ratio"], "", "", "", ""])
     return out + _table(["backend", "URL", "requests/s", "p50 ms", "p99 ms", "requests",
+                         "load"], rows)
+
+
+def _workers_section(workers: dict[str, Any]) -> list[str]:
+    if not workers.get("backends"):
+        return []
+    out = ["", "## 4b. Worker scaling", "",
+           f"`billing-api serve --workers 1` pinned to CPU {workers['server_cpus']['1']} against "
+           f"`--workers 2` on CPUs {workers['server_cpus']['2']}, both with Redis rate limits; "
+           f"`wrk` (1 thread, {workers.get('connections')} connections, "
+           f"{workers.get('seconds')} s per run, pinned to CPU {workers.get('wrk_cpu')}) sends the "
+           "authenticated one-invoice download to each in turn. On 2 cores the load generator "
+           "shares the second worker's core.", ""]
+    rows = []
+    for backend, f in workers["backends"].items():
+        for name, label in (("one", "1 worker"), ("two", "2 workers")):
+            rows.append([backend, label, f[name]["requests_per_s"], f[name]["p50_ms"],
+                         f[name]["p99_ms"], f[name]["requests"], f[name].get("load")])
+        rows.append([backend, "2 / 1 (target ≥ 1.6)", f["ratio"], "", "", "", ""])
+    return out + _table(["backend", "server", "requests/s", "p50 ms", "p99 ms", "requests",
                          "load"], rows)
 
 

@@ -3,10 +3,11 @@
     python bench/run.py [--quick] [--only export,load] [--backend sqlite] [--output DIR]
                         [--baseline REV] [--repeats N]
 
-Runs ``export``, ``memory``, ``naive``, ``load``, ``billing`` and ``importer`` (each is also a
-script of its own), each in its own process, passing ``--quick`` along (``importer --quick``
-imports 2,000 customers, about 40 s for both backends). Their progress goes to stderr; the
-last line on stdout is one JSON object: per benchmark its figures and ratios, and a list of
+Runs ``export``, ``memory``, ``naive``, ``load``, ``workers`` (2 worker processes against 1),
+``billing`` and ``importer`` (each is also a script of its own), each in its own process,
+passing ``--quick`` along (``importer --quick`` imports 2,000 customers, about 40 s for both
+backends). Their progress goes to stderr; the last line on stdout is one JSON object: per
+benchmark its figures and ratios, and a list of
 targets with whether each is met. ``--quick`` (smaller sizes, fewer repeats; said so in the
 output) finishes within 5 minutes on 2 cores once the small databases exist (about 3 minutes
 measured), and in about 6 when a fresh clone must build them first; the full run took 65
@@ -29,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 import report
 
-BENCHMARKS = ("export", "memory", "naive", "load", "billing", "importer")
+BENCHMARKS = ("export", "memory", "naive", "load", "workers", "billing", "importer")
 
 
-REPEATABLE = ("export", "naive", "load", "billing")  # the benchmarks that take --repeats
+REPEATABLE = ("export", "naive", "load", "workers", "billing")  # the benchmarks that take --repeats
 
 
 def run_benchmark(name: str, quick: bool, backends: list[str] | None,

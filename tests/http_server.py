@@ -66,6 +66,7 @@ def serve(app: Any, host: str = "127.0.0.1", *, dual_stack: bool = False) -> Ite
             refusals.close()
         # The app's own engine holds pooled connections: close them, or psycopg warns
         # (and filterwarnings=error fails the test) when they are garbage-collected.
-        engine = getattr(getattr(app, "state", None), "engine", None)
-        if engine is not None:
-            engine.dispose()
+        for name in ("engine", "read_engine"):  # the same engine twice without a replica
+            engine = getattr(getattr(app, "state", None), name, None)
+            if engine is not None:
+                engine.dispose()

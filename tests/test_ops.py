@@ -329,13 +329,16 @@ def _free_port() -> int:
 
 
 @contextmanager
-def billing_api_serve(database_url: str, tmp_path: Path, *args: str) -> Iterator[
+def billing_api_serve(database_url: str, tmp_path: Path, *args: str,
+                      env: dict[str, str] | None = None) -> Iterator[
         tuple[subprocess.Popen[bytes], str, Path]]:
-    """``python -m billing_api serve`` on a free loopback port; yields (process, base, log)."""
+    """``python -m billing_api serve`` on a free loopback port; yields (process, base, log).
+    ``env`` adds or overrides variables (the rate limit is otherwise set out of reach)."""
     port = _free_port()
     log_path = tmp_path / f"serve-{port}.log"
     env = {**os.environ, "BILLING_API_DATABASE_URL": database_url,
-           "BILLING_API_SECRET_KEY": TEST_SECRET, "BILLING_API_RATE_LIMIT_PER_MINUTE": "100000"}
+           "BILLING_API_SECRET_KEY": TEST_SECRET, "BILLING_API_RATE_LIMIT_PER_MINUTE": "100000",
+           **(env or {})}
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "billing_api", "serve", "--host", "127.0.0.1",

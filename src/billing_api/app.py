@@ -52,6 +52,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
+    # Document downloads read here (a streaming replica when configured); everything that
+    # writes, and authentication, stays on the primary above, so a revocation is immediate.
+    read_engine = engine if not settings.read_database_url else make_engine(
+        settings.read_database_url, pool_size=settings.database_pool_size)
+    app.state.read_engine = read_engine
+    app.state.read_session_factory = make_session_factory(read_engine)
     install_access(app)
     register_problem_handlers(app)
     app.include_router(document_routes.router)

@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BILLING_API_", extra="ignore")
 
     database_url: str = Field(default_factory=default_database_url)
+    # A PostgreSQL streaming replica for document downloads (docs/operations.md, "Deployment
+    # at scale"); everything that writes, and authentication, stays on ``database_url``.
+    read_database_url: str | None = None
     # Keys, link tokens and portal sessions are HMAC'd under keys derived from this secret;
     # the id lets a pepper be rotated. Unset: a generated one (see ``_resolve_secret``).
     secret_key: SecretStr = SecretStr("")
@@ -162,6 +165,28 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a database URL (sqlite:///PATH or "
                              "postgresql://USER@HOST:PORT/DATABASE)") from None
         return value
+
+    @field_validator("read_database_url")
+    @classmethod
+    def _read_database_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(f"{value!r} is not a database URL "
+                             "(postgresql://USER@HOST:PORT/DATABASE)") from None
+        if url.get_backend_name() != "postgresql":
+            raise ValueError("a read replica must be a PostgreSQL URL "
+                             "(postgresql://USER@HOST:PORT/DATABASE)")
+        return value
+
+    @model_validator(mode="after")
+    def _replica_needs_postgresql(self) -> Settings:
+        if self.read_database_url is not None and self.is_sqlite:
+            raise ValueError("BILLING_API_READ_DATABASE_URL needs a PostgreSQL primary "
+                             "(BILLING_API_DATABASE_URL is SQLite)")
+        return self
 
     @field_validator("timezone")
     @classmethod

@@ -177,7 +177,7 @@ def open_collection(request: Request, caller: ApiCaller, version: ApiVersion, en
     the validators and, on v4, ``X-Next-Cursor`` are added)."""
     settings = request.app.state.settings
     filters = filters or window(request, caller, version, settings.today())
-    connection = open_export(request.app.state.engine)
+    connection = open_export(request.app.state.read_engine)
     try:
         state = partner_state(connection, caller.company_id, caller.environment)
         scope, in_scope = _scope(caller, filters, state, fmt in ("ubl", "pdf"))

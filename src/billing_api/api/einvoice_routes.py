@@ -90,7 +90,7 @@ def _one_invoice(endpoint: str, summary: str) -> None:
         if form is None and request.query_params.get("format") is None and _accepts_pdf(request):
             form = "pdf"
         fmt = form or negotiation.choose_format(request)
-        with transaction(request.app.state.session_factory) as session:
+        with transaction(request.app.state.read_session_factory) as session:
             state = invoice_state(session.connection(), documents.KINDS[endpoint],
                                   caller.company_id, caller.environment, invoice_id)
         current = None
@@ -102,7 +102,7 @@ def _one_invoice(endpoint: str, summary: str) -> None:
         validated = current.headers() if current is not None else {}
         if form is None:
             return _v4_document(request, caller, version, endpoint, invoice_id, fmt, validated)
-        with transaction(request.app.state.session_factory) as session:
+        with transaction(request.app.state.read_session_factory) as session:
             inv = documents.load(session.connection(), endpoint, caller.company_id,
                                  caller.environment, invoice_id)
         body = documents.render(inv, form, embed_pdf=embed_it)
@@ -126,12 +126,12 @@ def _one_invoice(endpoint: str, summary: str) -> None:
 def _v4_document(request: Request, caller: ApiCaller, version: ApiVersion, endpoint: str,
                  number: str, fmt: str, validated: dict[str, str]) -> Response:
     """The v4 XML or JSON document holding only this invoice."""
-    with transaction(request.app.state.session_factory) as session:
+    with transaction(request.app.state.read_session_factory) as session:
         header = documents.find(session.connection(), endpoint, caller.company_id,
                                 caller.environment, number)
     day = negotiation.parse_date("Date", header.date)
     scope = negotiation.scope_for(caller.company_id, caller.environment, (day, day))
-    connection = open_export(request.app.state.engine)
+    connection = open_export(request.app.state.read_engine)
     shape = invoice_shape(endpoint, version.v4_fields)
     body = documents.v4_document(connection, shape, scope, fmt, header.id)
     # Named as the collections name theirs (the window is the invoice's day): <InvoiceID>.xml

@@ -260,7 +260,7 @@ def subscription_details(
     fmt = negotiation.choose_format(request)
     window = negotiation.date_range(request, request.app.state.settings.today())
     wanted = negotiation.subscription_id(request)
-    with transaction(request.app.state.session_factory) as session:
+    with transaction(request.app.state.read_session_factory) as session:
         tree = details.build_details(
             session, caller.company_id, caller.environment, wanted, version.v4_fields
         )

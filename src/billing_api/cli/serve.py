@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import logging.config
 import os
 import tempfile
 from contextlib import ExitStack
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
@@ -21,6 +22,11 @@ from billing_api.ops.metrics import MULTIPROCESS_ENV
 from billing_api.settings import Settings
 
 log = logging.getLogger("billing_api.serve")
+
+# uvicorn kills a worker that has not answered its supervisor's health check within this many
+# seconds, at start-up too. Its default of 5 s killed and restarted workers in a loop on a busy
+# 2-core host, where importing the app alone took longer (tests/test_workers_redis.py).
+WORKER_HEALTHCHECK_SECONDS = 60
 
 
 def _without_password(url: str) -> str:
@@ -44,7 +50,9 @@ def configuration_lines(config: Settings, database: str, workers: int) -> list[s
         f"database: {database}",
         f"database pool: {config.database_pool_size} connections per worker, "
         f"{config.database_pool_size * workers} in all",
-        "read replica: none",
+        "read replica: " + (f"{_without_password(config.read_database_url)} (document "
+                            "downloads; writes and authentication on the database above)"
+                            if config.read_database_url else "none"),
         f"rate limits: {limits}, {config.rate_limit_per_minute} requests per key per minute",
         f"trusted proxies: {proxies}",
         f"metrics readable from: {config.metrics_allow.strip() or 'nobody'}",
@@ -106,4 +114,12 @@ def serve(
             log_level=log_level,
             access_log=False,  # RequestContextMiddleware writes the access line
             timeout_graceful_shutdown=graceful_timeout,
+            **_healthcheck_option(),
         )
+
+
+def _healthcheck_option() -> dict[str, Any]:
+    """``timeout_worker_healthcheck`` where this uvicorn has it (newer than 0.30)."""
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
+        return {"timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS}
+    return {}

@@ -1,0 +1,163 @@
+"""Worker scaling: ``billing-api serve --workers 2`` against ``--workers 1`` on small requests.
+
+    python bench/workers.py [--seconds 10] [--connections 64] [--repeats 3] [--quick]
+
+Two servers on the same tiny demo database as ``bench/load.py``, both with
+``BILLING_API_REDIS_URL`` (127.0.0.1:6379, as a multi-worker deployment must run: one rate-limit
+count for all workers): one with one worker pinned (``taskset``) to the first CPU, one with two
+workers, each pinned to one of the first two CPUs. ``wrk`` (one thread, 64 connections) sends
+the authenticated one-invoice download of ``bench/load.py`` (key digest, whitelist, Redis rate
+limit, one query), alternately to each server, best of ``--repeats`` by requests/s. ``wrk`` is
+pinned to the third CPU when there is one, else to the last: on a 2-core machine it shares the
+second worker's core, which is as far apart as 2 cores allow (it needs a few percent of a core
+at these rates).
+On a machine busy with other users' work the ratio says little: Linux's scheduler autogroups
+give one login session one share of the CPUs, however many processes it runs (cat
+/proc/sys/kernel/sched_autogroup_enabled), so a second worker adds no CPU time there; measured
+at a load average of 22 on 2 cores it came out at 0.7–1.0. Run it on a quiet machine.
+Target: 2 workers ≥ 1.6 × 1 worker. The last line printed is a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common
+import load
+
+TARGET = 1.6
+REDIS_URL = os.environ.get("BILLING_API_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def cpu_plan() -> tuple[dict[int, str], str]:
+    """(CPUs per worker count, the load generator's CPU) from this process's affinity."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("worker scaling needs at least 2 CPUs")
+    servers = {1: str(cpus[0]), 2: f"{cpus[0]},{cpus[1]}"}
+    return servers, str(cpus[2] if len(cpus) > 2 else cpus[-1])
+
+
+def pin_workers(server_pid: int, cpus: list[int], seconds: float = 180) -> list[int]:
+    """Pin each worker process of ``server_pid`` to a CPU of its own (children inherit the
+    parent's set, in which the kernel may well stack both on one CPU under load)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == server_pid and \
+                        b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+                    children.append(int(stat.parent.name))  # a worker, not the resource tracker
+            except (OSError, IndexError, ValueError):
+                continue  # ended meanwhile
+        if len(children) >= len(cpus):
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the server started {len(children)} of {len(cpus)} workers")
+        time.sleep(0.2)
+    for pid, cpu in zip(sorted(children), cpus, strict=False):
+        os.sched_setaffinity(pid, {cpu})
+    return sorted(children)
+
+
+def redis_answers() -> bool:
+    import redis
+
+    try:
+        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1) as client:
+            return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def run_wrk(taskset: str, wrk: str, cpu: str, url: str, seconds: int, connections: int,
+            secret: str) -> dict[str, Any]:
+    argv = [taskset, "-c", cpu, wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+            "-H", f"X-Api-Key: {secret}", url]
+    result = subprocess.run(argv, capture_output=True, text=True, check=True,
+                            timeout=seconds + 60)
+    return load.parse_wrk(result.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    common.add_common_arguments(parser)
+    parser.add_argument("--seconds", type=int, help="per wrk run (default 10, quick 4)")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--repeats", type=int, help="runs per server (default 3, quick 2)")
+    args = parser.parse_args()
+    seconds = args.seconds or (4 if args.quick else 10)
+    repeats = args.repeats or (2 if args.quick else 3)
+    wrk = load.ensure_wrk()
+    taskset = common.ensure_tool("taskset", "util-linux")
+    if taskset is None:
+        raise SystemExit("taskset is missing (Debian package util-linux)")
+    if not redis_answers():
+        raise SystemExit(f"Redis does not answer at {REDIS_URL} (scripts/install-system-deps "
+                         "starts one; BILLING_API_BENCH_REDIS_URL names another)")
+    servers, wrk_cpu = cpu_plan()
+    # Only PostgreSQL by default: several processes writing one SQLite file is not the
+    # deployment that more workers are for (--backend sqlite measures it anyway).
+    backends, notes = common.chosen_backends(args.backend or ["postgresql"])
+    if args.quick:
+        notes.append(f"--quick: {seconds} s per run, best of {repeats}")
+    summary: dict[str, Any] = {"benchmark": "workers", "quick": args.quick, "notes": notes,
+                               "connections": args.connections, "seconds": seconds,
+                               "server_cpus": servers, "wrk_cpu": wrk_cpu,
+                               "cpus": os.cpu_count(), "target_ratio": TARGET, "backends": {}}
+    path = f"/api/v4/invoices?startDate={load.ONE_INVOICE_DAY}&endDate={load.ONE_INVOICE_DAY}"
+    for backend in backends:
+        db = common.database("bench_load", backend)
+        if not db.is_built():
+            db.mark_built(**common.build_world(db, 1, bill=True))
+        _, secret = common.api_key(db)
+        env = db.env(BILLING_API_REDIS_URL=REDIS_URL)
+        commands = {n: [taskset, "-c", cpus, sys.executable, "-m", "billing_api", "serve",
+                        "--port", "{port}", "--workers", str(n)]
+                    for n, cpus in servers.items()}
+        with common.server(env, commands[1]) as one, common.server(env, commands[2]) as two:
+            common.wait_ready(two.base + "/healthz")
+            pin_workers(two.pid, [int(cpu) for cpu in servers[2].split(",")])
+            urls = {1: one.base + path, 2: two.base + path}
+            for url in urls.values():  # both answer, and each worker has connected
+                for _ in range(4):
+                    import httpx
+
+                    answer = httpx.get(url, headers={"X-Api-Key": secret}, timeout=60)
+                    if answer.content.count(b"<Invoice>") != 1:
+                        raise SystemExit(f"expected one invoice from {url}: {answer.text[:200]}")
+            best: dict[int, dict[str, Any]] = {}
+            for _ in range(repeats):
+                for workers, url in urls.items():
+                    figures = run_wrk(taskset, wrk, wrk_cpu, url, seconds, args.connections,
+                                      secret)
+                    figures["load"] = common.load_text()
+                    common.say(f"{backend:>10} {workers} worker(s): "
+                               f"{figures['requests_per_s']} req/s, p50 {figures['p50_ms']} ms,"
+                               f" p99 {figures['p99_ms']} ms, non-2xx {figures['non_2xx']} "
+                               f"({figures['load']})")
+                    if figures["non_2xx"]:
+                        raise SystemExit(f"{workers} worker(s): {figures['non_2xx']} answers "
+                                         "were not 2xx")
+                    if (workers not in best or (figures["requests_per_s"] or 0)
+                            > (best[workers]["requests_per_s"] or 0)):
+                        best[workers] = figures
+        result = {"one": best[1], "two": best[2],
+                  "ratio": common.ratio(best[2]["requests_per_s"], best[1]["requests_per_s"])}
+        summary["backends"][backend] = result
+        common.say(f"{backend:>10}: 2 workers / 1 worker = {result['ratio']} "
+                   f"(target ≥ {TARGET})")
+    common.emit_summary(summary)
+
+
+if __name__ == "__main__":
+    main()
