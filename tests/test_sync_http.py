@@ -171,30 +171,40 @@ def test_a_run_committing_while_a_client_reads_is_neither_skipped_nor_duplicated
     world: World, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The cursor and the data come from one snapshot: a run that commits after the cursor
-    was read (here: between the cursor query and the document's queries) is in neither."""
+    was read (here: between the cursor query and the document's queries) is in neither, and
+    comes with the next call."""
     world.bill(*RUNS[0])
     origin = next_cursor(world.get("/api/v4/invoices", format="json", **ALL))
     original = conditional.partner_state
+    pending = list(RUNS[1:])
     committed: list[int] = []
 
     def state_then_a_run_commits(*args: Any) -> Any:
         state = original(*args)
-        if not committed:
-            thread = threading.Thread(target=lambda: committed.append(world.bill(*RUNS[1])))
+        if pending:
+            run = pending.pop(0)
+            thread = threading.Thread(target=lambda: committed.append(world.bill(*run)))
             thread.start()
             thread.join(60)
-            assert committed, "the concurrent run did not commit"
+            assert not thread.is_alive(), "the concurrent run did not commit"
         return state
 
     monkeypatch.setattr(conditional, "partner_state", state_then_a_run_commits)
-    during = world.get("/api/v4/invoices", format="json", since=origin)
+    during = world.get("/api/v4/invoices", format="json", since=origin)  # run 2 commits
     assert committed == [2]
-    assert invoice_ids(during) == []  # the run committed after this answer's snapshot
-    assert next_cursor(during) == origin
-    # A date window read at the same moment does not show it either.
+    assert invoice_ids(during) == [] and next_cursor(during) == origin
+    # A date window covering every date, read while run 3 commits: neither shows it.
+    window = world.get("/api/v4/invoices", format="json", **ALL)
+    assert committed == [2, 3]
+    assert sorted(invoice_ids(window)) == sorted(world.numbers("purchase", 1)
+                                                 + world.numbers("purchase", 2))
+    assert cursor.decode(next_cursor(window), world.partner_id, "production").position == 2
     after = world.get("/api/v4/invoices", format="json", since=next_cursor(during))
-    assert sorted(invoice_ids(after)) == world.numbers("purchase", 2)
-    assert cursor.decode(next_cursor(after), world.partner_id, "production").position == 2
+    assert sorted(invoice_ids(after)) == sorted(world.numbers("purchase", 2)
+                                                + world.numbers("purchase", 3))
+    last = world.get("/api/v4/invoices", format="json", since=next_cursor(window))
+    assert sorted(invoice_ids(last)) == world.numbers("purchase", 3)
+    assert cursor.decode(next_cursor(last), world.partner_id, "production").position == 3
 
 
 def test_the_e_invoice_zip_follows_the_cursor(world: World) -> None:
