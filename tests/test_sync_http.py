@@ -7,6 +7,8 @@ import datetime as dt
 import io
 import json
 import re
+import shutil
+import subprocess
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -34,6 +36,7 @@ from billing_api.importer import import_files
 from billing_api.settings import Settings
 from billing_api.sync import cursor
 from tests.access_helpers import open_demo_api
+from tests.conftest import skip_or_fail
 from tests.http_server import serve
 from tests.test_scoping import recorded_statements
 
@@ -391,3 +394,48 @@ def test_a_party_change_changes_the_ubl_tag_only_where_the_snapshot_lacks_it(
     same = world.get(f"/api/v4/customerinvoices/{current}", {"If-None-Match": tags[current]},
                      format="ubl")
     assert same.status_code == 304
+
+
+# --- docs/sync.md, as written ------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "sync.md"
+
+
+def _shell_blocks() -> list[str]:
+    return re.findall(r"```sh\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL)
+
+
+def test_the_curl_loop_of_the_docs_works_as_written(world: World, tmp_path: Path) -> None:
+    if shutil.which("curl") is None:
+        skip_or_fail("curl is not installed (scripts/install-system-deps installs it)")
+    initial, daily, revalidate = _shell_blocks()
+    prelude = f"KEY='{world.secrets['production']}'\nAPI='{world.base}/api/v4'\n"
+    initial = "\n".join(line for line in initial.splitlines()
+                        if not line.startswith(("KEY=", "API=")))
+
+    def run(block: str) -> str:
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", prelude + block],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def ids(name: str) -> list[str]:
+        return sorted(re.findall(r"<InvoiceID>([^<]*)</InvoiceID>",
+                                 (tmp_path / name).read_text(encoding="utf-8")))
+
+    world.bill(*RUNS[0])
+    run(initial)
+    assert ids("invoices-initial.xml") == world.numbers("purchase", 1)
+    first_cursor = (tmp_path / "cursor.txt").read_text().strip()
+    world.bill(*RUNS[1])
+    run(daily)
+    [daily_file] = [p.name for p in tmp_path.glob("invoices-*.xml")
+                    if p.name != "invoices-initial.xml"]
+    assert ids(daily_file) == world.numbers("purchase", 2)
+    assert (tmp_path / "cursor.txt").read_text().strip() != first_cursor
+    run(daily)  # nothing new: an empty document, the cursor stays
+    assert ids(daily_file) == []
+    assert cursor.decode((tmp_path / "cursor.txt").read_text().strip(), world.partner_id,
+                         "production").position == 2
+    assert run(revalidate).startswith("HTTP/1.1 304")
