@@ -334,7 +334,9 @@ def test_the_tag_changes_with_a_run_in_the_window_and_with_unbill_and_only_then(
     assert unchanged.status_code == 304
 
 
-def test_single_invoices_details_and_zips_are_validated(world: World) -> None:
+def test_single_invoices_details_and_zips_are_validated(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     world.bill(*RUNS[0])
     number = world.numbers("customer")[0]
     with world.factory() as session:
@@ -358,6 +360,13 @@ def test_single_invoices_details_and_zips_are_validated(world: World) -> None:
         assert repeat.headers["etag"] == tag
         tags.add(tag)
     assert len(tags) == len(requests)
+    one = world.get(f"/api/v4/customerinvoices/{number}", format="ubl")
+    with recorded_statements(monkeypatch) as statements:
+        repeat = world.get(f"/api/v4/customerinvoices/{number}",
+                           {"If-None-Match": one.headers["etag"]}, format="ubl")
+    assert repeat.status_code == 304
+    # Authentication, then one statement on the invoice's number: no price line.
+    assert _reads(statements, "invoices") == 1 and _reads(statements, "price_lines") == 0
     missing = world.get("/api/v4/customerinvoices/NOPE-1", {"If-None-Match": "*"},
                         format="ubl")
     assert missing.status_code == 404

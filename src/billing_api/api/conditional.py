@@ -121,12 +121,12 @@ def not_modified(headers: dict[str, str]) -> Response:
 @dataclass(frozen=True, slots=True)
 class Window:
     """The request's filters: invoice dates (inclusive) and, for a sync, the cursor's
-    position; ``default_window``: no date given, the three months up to today."""
+    position; ``moving``: no endDate, so the window ends today."""
 
     start: dt.date
     end: dt.date
     since: int | None
-    default_window: bool
+    moving: bool
 
 
 def window(request: Request, caller: ApiCaller, version: ApiVersion, today: dt.date) -> Window:
@@ -135,9 +135,8 @@ def window(request: Request, caller: ApiCaller, version: ApiVersion, today: dt.d
     text = request.query_params.get(SINCE)
     if text is None:
         start, end = negotiation.date_range(request, today)
-        default = request.query_params.get("endDate") is None and \
-            request.query_params.get("startDate") is None
-        return Window(start, end, None, default)
+        # Without endDate the window ends today: it moves each day.
+        return Window(start, end, None, request.query_params.get("endDate") is None)
     if not version.v4_fields:
         raise InvalidInput(f"since starts in {CURRENT}: use "
                            f"{request.url.path.replace(version.name, CURRENT, 1)}?since=...",
@@ -183,7 +182,7 @@ def open_collection(request: Request, caller: ApiCaller, version: ApiVersion, en
         scope, in_scope = _scope(caller, filters, state, fmt in ("ubl", "pdf"))
         stamps: list[dt.datetime | None] = [run.finished_at for run in in_scope]
         stamps += [state.content_changed_at, state.undone_at]
-        if filters.default_window:  # the window itself moved at the start of today
+        if filters.moving:  # the window itself moved at the start of today
             stamps.append(dt.datetime.combine(settings.today(), dt.time(),
                                               ZoneInfo(settings.timezone)))
         current = validators(
