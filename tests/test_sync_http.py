@@ -241,6 +241,9 @@ def test_cursors_that_are_not_the_callers_are_refused(world: World) -> None:
         assert problem["code"] == "invalid_cursor" and says in problem["detail"]
         assert "X-Next-Cursor" in problem["detail"] or "copy" in problem["detail"] \
             or "returned to this key" in problem["detail"]
+    huge = cursor.encode(world.partner_id, "production", 2**64 - 1)
+    answer = world.get("/api/v4/invoices", json_problem, since=huge)
+    assert answer.status_code == 400 and answer.json()["code"] == "invalid_cursor"
     before_v4 = world.get("/api/v3/invoices", json_problem, since=good)
     assert before_v4.status_code == 400 and "/api/v4/invoices" in before_v4.json()["detail"]
     # Ahead of the server (an edited cursor, or a replica lagging behind the primary that

@@ -45,6 +45,7 @@ from billing_api.sync.state import (
 FORMAT_VERSION = "1"
 CACHE_CONTROL = "private, no-cache"  # a client may keep a copy but must revalidate it
 SINCE = "since"
+MAX_POSITION = 2**31 - 1
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _ENTITY_TAG = re.compile(r'\s*(?:W/)?("[\x21\x23-\x7e\x80-\xff]*")\s*(?:,|$)')
 
@@ -145,6 +146,10 @@ def window(request: Request, caller: ApiCaller, version: ApiVersion, today: dt.d
         position = cursors.decode(text, caller.company_id, caller.environment).position
     except cursors.InvalidCursor as exc:
         raise InvalidInput(f"since: {exc}", code="invalid_cursor", field=SINCE) from None
+    if position > MAX_POSITION:  # edited: no such position can exist (a 32-bit column)
+        raise InvalidInput("since: the cursor names a position this server never gave: use "
+                           "the X-Next-Cursor value of an earlier answer",
+                           code="invalid_cursor", field=SINCE)
     start_text = request.query_params.get("startDate")
     end_text = request.query_params.get("endDate")
     start = negotiation.parse_date("startDate", start_text) if start_text is not None \
