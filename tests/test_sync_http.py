@@ -442,12 +442,12 @@ def test_the_curl_loop_of_the_docs_works_as_written(world: World, tmp_path: Path
     first_cursor = (tmp_path / "cursor.txt").read_text().strip()
     world.bill(*RUNS[1])
     run(daily)
-    [daily_file] = [p.name for p in tmp_path.glob("invoices-*.xml")
-                    if p.name != "invoices-initial.xml"]
-    assert ids(daily_file) == world.numbers("purchase", 2)
-    assert (tmp_path / "cursor.txt").read_text().strip() != first_cursor
-    run(daily)  # nothing new: an empty document, the cursor stays
-    assert ids(daily_file) == []
-    assert cursor.decode((tmp_path / "cursor.txt").read_text().strip(), world.partner_id,
-                         "production").position == 2
+    second_cursor = (tmp_path / "cursor.txt").read_text().strip()
+    assert second_cursor != first_cursor
+    assert ids(f"invoices-since-{first_cursor}.xml") == world.numbers("purchase", 2)
+    run(daily)  # nothing new: an empty document of its own, the cursor stays
+    assert ids(f"invoices-since-{second_cursor}.xml") == []
+    assert ids(f"invoices-since-{first_cursor}.xml") == world.numbers("purchase", 2)
+    assert (tmp_path / "cursor.txt").read_text().strip() == second_cursor
+    assert cursor.decode(second_cursor, world.partner_id, "production").position == 2
     assert run(revalidate).startswith("HTTP/1.1 304")
