@@ -144,10 +144,11 @@ def without_made_up_cursor(case: Any) -> Any:
 
 
 def keep_the_window_in_order(today: dt.date) -> Callable[[Any, Any], Any]:
-    """The one rule of the description a schema cannot say: the date window must not end
-    before it starts (a 400 the description documents, and tests/test_api_documents.py
-    tests). Generated dates that would invert it are put in order; nothing else changes, so
-    a negative case stays negative."""
+    """The rules of the description a schema cannot say: a cursor must be the server's
+    (``without_made_up_cursor``), and the date window must not end before it starts (a 400
+    the description documents, and tests/test_api_documents.py tests). Generated dates that
+    would invert it are put in order; nothing else changes, so a negative case stays
+    negative."""
 
     def parsed(value: object) -> dt.date | None:
         try:
@@ -156,7 +157,7 @@ def keep_the_window_in_order(today: dt.date) -> Callable[[Any, Any], Any]:
             return None
 
     def hook(context: Any, case: Any) -> Any:
-        query = case.query
+        query = without_made_up_cursor(case).query
         if not isinstance(query, dict):
             return case
         start, end = parsed(query.get("startDate")), parsed(query.get("endDate"))

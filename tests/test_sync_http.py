@@ -7,6 +7,8 @@ import datetime as dt
 import io
 import json
 import re
+import shutil
+import subprocess
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -34,6 +36,7 @@ from billing_api.importer import import_files
 from billing_api.settings import Settings
 from billing_api.sync import cursor
 from tests.access_helpers import open_demo_api
+from tests.conftest import skip_or_fail
 from tests.http_server import serve
 from tests.test_scoping import recorded_statements
 
@@ -171,30 +174,40 @@ def test_a_run_committing_while_a_client_reads_is_neither_skipped_nor_duplicated
     world: World, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The cursor and the data come from one snapshot: a run that commits after the cursor
-    was read (here: between the cursor query and the document's queries) is in neither."""
+    was read (here: between the cursor query and the document's queries) is in neither, and
+    comes with the next call."""
     world.bill(*RUNS[0])
     origin = next_cursor(world.get("/api/v4/invoices", format="json", **ALL))
     original = conditional.partner_state
+    pending = list(RUNS[1:])
     committed: list[int] = []
 
     def state_then_a_run_commits(*args: Any) -> Any:
         state = original(*args)
-        if not committed:
-            thread = threading.Thread(target=lambda: committed.append(world.bill(*RUNS[1])))
+        if pending:
+            run = pending.pop(0)
+            thread = threading.Thread(target=lambda: committed.append(world.bill(*run)))
             thread.start()
             thread.join(60)
-            assert committed, "the concurrent run did not commit"
+            assert not thread.is_alive(), "the concurrent run did not commit"
         return state
 
     monkeypatch.setattr(conditional, "partner_state", state_then_a_run_commits)
-    during = world.get("/api/v4/invoices", format="json", since=origin)
+    during = world.get("/api/v4/invoices", format="json", since=origin)  # run 2 commits
     assert committed == [2]
-    assert invoice_ids(during) == []  # the run committed after this answer's snapshot
-    assert next_cursor(during) == origin
-    # A date window read at the same moment does not show it either.
+    assert invoice_ids(during) == [] and next_cursor(during) == origin
+    # A date window covering every date, read while run 3 commits: neither shows it.
+    window = world.get("/api/v4/invoices", format="json", **ALL)
+    assert committed == [2, 3]
+    assert sorted(invoice_ids(window)) == sorted(world.numbers("purchase", 1)
+                                                 + world.numbers("purchase", 2))
+    assert cursor.decode(next_cursor(window), world.partner_id, "production").position == 2
     after = world.get("/api/v4/invoices", format="json", since=next_cursor(during))
-    assert sorted(invoice_ids(after)) == world.numbers("purchase", 2)
-    assert cursor.decode(next_cursor(after), world.partner_id, "production").position == 2
+    assert sorted(invoice_ids(after)) == sorted(world.numbers("purchase", 2)
+                                                + world.numbers("purchase", 3))
+    last = world.get("/api/v4/invoices", format="json", since=next_cursor(window))
+    assert sorted(invoice_ids(last)) == world.numbers("purchase", 3)
+    assert cursor.decode(next_cursor(last), world.partner_id, "production").position == 3
 
 
 def test_the_e_invoice_zip_follows_the_cursor(world: World) -> None:
@@ -228,6 +241,9 @@ def test_cursors_that_are_not_the_callers_are_refused(world: World) -> None:
         assert problem["code"] == "invalid_cursor" and says in problem["detail"]
         assert "X-Next-Cursor" in problem["detail"] or "copy" in problem["detail"] \
             or "returned to this key" in problem["detail"]
+    huge = cursor.encode(world.partner_id, "production", 2**64 - 1)
+    answer = world.get("/api/v4/invoices", json_problem, since=huge)
+    assert answer.status_code == 400 and answer.json()["code"] == "invalid_cursor"
     before_v4 = world.get("/api/v3/invoices", json_problem, since=good)
     assert before_v4.status_code == 400 and "/api/v4/invoices" in before_v4.json()["detail"]
     # Ahead of the server (an edited cursor, or a replica lagging behind the primary that
@@ -321,7 +337,9 @@ def test_the_tag_changes_with_a_run_in_the_window_and_with_unbill_and_only_then(
     assert unchanged.status_code == 304
 
 
-def test_single_invoices_details_and_zips_are_validated(world: World) -> None:
+def test_single_invoices_details_and_zips_are_validated(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     world.bill(*RUNS[0])
     number = world.numbers("customer")[0]
     with world.factory() as session:
@@ -345,6 +363,13 @@ def test_single_invoices_details_and_zips_are_validated(world: World) -> None:
         assert repeat.headers["etag"] == tag
         tags.add(tag)
     assert len(tags) == len(requests)
+    one = world.get(f"/api/v4/customerinvoices/{number}", format="ubl")
+    with recorded_statements(monkeypatch) as statements:
+        repeat = world.get(f"/api/v4/customerinvoices/{number}",
+                           {"If-None-Match": one.headers["etag"]}, format="ubl")
+    assert repeat.status_code == 304
+    # Authentication, then one statement on the invoice's number: no price line.
+    assert _reads(statements, "invoices") == 1 and _reads(statements, "price_lines") == 0
     missing = world.get("/api/v4/customerinvoices/NOPE-1", {"If-None-Match": "*"},
                         format="ubl")
     assert missing.status_code == 404
@@ -381,3 +406,48 @@ def test_a_party_change_changes_the_ubl_tag_only_where_the_snapshot_lacks_it(
     same = world.get(f"/api/v4/customerinvoices/{current}", {"If-None-Match": tags[current]},
                      format="ubl")
     assert same.status_code == 304
+
+
+# --- docs/sync.md, as written ------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "sync.md"
+
+
+def _shell_blocks() -> list[str]:
+    return re.findall(r"```sh\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL)
+
+
+def test_the_curl_loop_of_the_docs_works_as_written(world: World, tmp_path: Path) -> None:
+    if shutil.which("curl") is None:
+        skip_or_fail("curl is not installed (scripts/install-system-deps installs it)")
+    initial, daily, revalidate = _shell_blocks()
+    prelude = f"KEY='{world.secrets['production']}'\nAPI='{world.base}/api/v4'\n"
+    initial = "\n".join(line for line in initial.splitlines()
+                        if not line.startswith(("KEY=", "API=")))
+
+    def run(block: str) -> str:
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", prelude + block],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def ids(name: str) -> list[str]:
+        return sorted(re.findall(r"<InvoiceID>([^<]*)</InvoiceID>",
+                                 (tmp_path / name).read_text(encoding="utf-8")))
+
+    world.bill(*RUNS[0])
+    run(initial)
+    assert ids("invoices-initial.xml") == world.numbers("purchase", 1)
+    first_cursor = (tmp_path / "cursor.txt").read_text().strip()
+    world.bill(*RUNS[1])
+    run(daily)
+    second_cursor = (tmp_path / "cursor.txt").read_text().strip()
+    assert second_cursor != first_cursor
+    assert ids(f"invoices-since-{first_cursor}.xml") == world.numbers("purchase", 2)
+    run(daily)  # nothing new: an empty document of its own, the cursor stays
+    assert ids(f"invoices-since-{second_cursor}.xml") == []
+    assert ids(f"invoices-since-{first_cursor}.xml") == world.numbers("purchase", 2)
+    assert (tmp_path / "cursor.txt").read_text().strip() == second_cursor
+    assert cursor.decode(second_cursor, world.partner_id, "production").position == 2
+    assert run(revalidate).startswith("HTTP/1.1 304")

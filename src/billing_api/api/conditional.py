@@ -45,6 +45,7 @@ from billing_api.sync.state import (
 FORMAT_VERSION = "1"
 CACHE_CONTROL = "private, no-cache"  # a client may keep a copy but must revalidate it
 SINCE = "since"
+MAX_POSITION = 2**31 - 1
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _ENTITY_TAG = re.compile(r'\s*(?:W/)?("[\x21\x23-\x7e\x80-\xff]*")\s*(?:,|$)')
 
@@ -121,12 +122,12 @@ def not_modified(headers: dict[str, str]) -> Response:
 @dataclass(frozen=True, slots=True)
 class Window:
     """The request's filters: invoice dates (inclusive) and, for a sync, the cursor's
-    position; ``default_window``: no date given, the three months up to today."""
+    position; ``moving``: no endDate, so the window ends today."""
 
     start: dt.date
     end: dt.date
     since: int | None
-    default_window: bool
+    moving: bool
 
 
 def window(request: Request, caller: ApiCaller, version: ApiVersion, today: dt.date) -> Window:
@@ -135,9 +136,8 @@ def window(request: Request, caller: ApiCaller, version: ApiVersion, today: dt.d
     text = request.query_params.get(SINCE)
     if text is None:
         start, end = negotiation.date_range(request, today)
-        default = request.query_params.get("endDate") is None and \
-            request.query_params.get("startDate") is None
-        return Window(start, end, None, default)
+        # Without endDate the window ends today: it moves each day.
+        return Window(start, end, None, request.query_params.get("endDate") is None)
     if not version.v4_fields:
         raise InvalidInput(f"since starts in {CURRENT}: use "
                            f"{request.url.path.replace(version.name, CURRENT, 1)}?since=...",
@@ -146,6 +146,10 @@ def window(request: Request, caller: ApiCaller, version: ApiVersion, today: dt.d
         position = cursors.decode(text, caller.company_id, caller.environment).position
     except cursors.InvalidCursor as exc:
         raise InvalidInput(f"since: {exc}", code="invalid_cursor", field=SINCE) from None
+    if position > MAX_POSITION:  # edited: no such position can exist (a 32-bit column)
+        raise InvalidInput("since: the cursor names a position this server never gave: use "
+                           "the X-Next-Cursor value of an earlier answer",
+                           code="invalid_cursor", field=SINCE)
     start_text = request.query_params.get("startDate")
     end_text = request.query_params.get("endDate")
     start = negotiation.parse_date("startDate", start_text) if start_text is not None \
@@ -183,7 +187,7 @@ def open_collection(request: Request, caller: ApiCaller, version: ApiVersion, en
         scope, in_scope = _scope(caller, filters, state, fmt in ("ubl", "pdf"))
         stamps: list[dt.datetime | None] = [run.finished_at for run in in_scope]
         stamps += [state.content_changed_at, state.undone_at]
-        if filters.default_window:  # the window itself moved at the start of today
+        if filters.moving:  # the window itself moved at the start of today
             stamps.append(dt.datetime.combine(settings.today(), dt.time(),
                                               ZoneInfo(settings.timezone)))
         current = validators(

@@ -55,13 +55,16 @@ def embed_pdf(request: Request) -> bool:
     return value == "true"
 
 
-def headers_for(version: ApiVersion, filename: str) -> dict[str, str]:
-    return {
-        "Content-Disposition": f'attachment; filename="{filename}"',
+def headers_for(version: ApiVersion, filename: str | None) -> dict[str, str]:
+    """The answer's headers; without ``filename`` (a 304's) no Content-Disposition."""
+    headers = {
         "X-Api-Version": version.name,
         "Vary": "Accept",
         "Cache-Control": conditional.CACHE_CONTROL,
     }
+    if filename is not None:
+        headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return headers
 
 
 def bulk_response(
@@ -72,7 +75,7 @@ def bulk_response(
     embed = embed_pdf(request)
     filters = conditional.window(request, caller, version, request.app.state.settings.today())
     found = conditional.open_collection(request, caller, version, endpoint, form,
-                                        headers_for(version, "x"), embed_pdf=embed,
+                                        headers_for(version, None), embed_pdf=embed,
                                         filters=filters)
     if found.not_modified is not None:
         return found.not_modified

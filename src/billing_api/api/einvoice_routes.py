@@ -91,20 +91,22 @@ def _one_invoice(endpoint: str, summary: str) -> None:
             form = "pdf"
         fmt = form or negotiation.choose_format(request)
         with transaction(request.app.state.read_session_factory) as session:
+            # One indexed statement decides a 304; the e-invoice is read in its snapshot.
             state = invoice_state(session.connection(), documents.KINDS[endpoint],
                                   caller.company_id, caller.environment, invoice_id)
-        current = None
-        if state is not None:  # else the answer is a 404, below
-            current = conditional.invoice_validators(version, endpoint, fmt, embed_it, state)
-            if conditional.is_fresh(request, current):
-                return conditional.not_modified(
-                    einvoice_bulk.headers_for(version, "") | current.headers())
-        validated = current.headers() if current is not None else {}
+            validated: dict[str, str] = {}
+            if state is not None:  # else the answer is a 404, below
+                current = conditional.invoice_validators(version, endpoint, fmt, embed_it,
+                                                         state)
+                if conditional.is_fresh(request, current):
+                    return conditional.not_modified(
+                        einvoice_bulk.headers_for(version, None) | current.headers())
+                validated = current.headers()
+            if form is not None:
+                inv = documents.load(session.connection(), endpoint, caller.company_id,
+                                     caller.environment, invoice_id)
         if form is None:
             return _v4_document(request, caller, version, endpoint, invoice_id, fmt, validated)
-        with transaction(request.app.state.read_session_factory) as session:
-            inv = documents.load(session.connection(), endpoint, caller.company_id,
-                                 caller.environment, invoice_id)
         body = documents.render(inv, form, embed_pdf=embed_it)
         suffix = "pdf" if form == "pdf" else "xml"
         headers = einvoice_bulk.headers_for(version, f"{inv.header.number}.{suffix}")

@@ -141,11 +141,9 @@ ApiKey = Annotated[str | None, Security(api_key_header)]
 router = api_router(before_auth=[Depends(resolve_version)], tags=["documents"])
 
 
-def _headers(version: ApiVersion, endpoint: str, fmt: str, label: str) -> dict[str, str]:
+def _headers(version: ApiVersion, endpoint: str, fmt: str, label: str | None) -> dict[str, str]:
+    """The answer's headers; without ``label`` (a 304's) no Content-Disposition."""
     headers = {
-        "Content-Disposition": (
-            f'attachment; filename="{endpoint}_{version.name}_{label}.{fmt}"'
-        ),
         "X-Api-Version": version.name,
         "Vary": "Accept",
         "Cache-Control": conditional.CACHE_CONTROL,
@@ -153,6 +151,9 @@ def _headers(version: ApiVersion, endpoint: str, fmt: str, label: str) -> dict[s
     if version.deprecated_since:
         headers["Deprecation"] = version.deprecated_since
         headers["Link"] = f'</api/{CURRENT}/{endpoint}>; rel="successor-version"'
+    if label is not None:
+        headers["Content-Disposition"] = (
+            f'attachment; filename="{endpoint}_{version.name}_{label}.{fmt}"')
     return headers
 
 
@@ -161,9 +162,8 @@ def _document(request: Request, caller: ApiCaller, version: ApiVersion, endpoint
     filters = conditional.window(request, caller, version, request.app.state.settings.today())
     # Opened before answering, so a database that is down is a 503, not a broken stream; the
     # caller's runs are read first in it: the validators and cursor match the body's snapshot.
-    found = conditional.open_collection(
-        request, caller, version, endpoint, fmt,
-        _headers(version, endpoint, fmt, "x"), filters=filters)
+    found = conditional.open_collection(request, caller, version, endpoint, fmt,
+                                        _headers(version, endpoint, fmt, None), filters=filters)
     if found.not_modified is not None:
         return found.not_modified
     assert found.connection is not None
