@@ -77,6 +77,10 @@ class EventType(StrEnum):
     PASSWORD_CHANGE_REFUSED = "password_change_refused"  # noqa: S105
     PASSWORD_RESET = "password_reset"  # noqa: S105
     SESSIONS_ENDED = "sessions_ended"
+    # Webhook endpoints (webhooks/endpoints.py): detail is the URL, never the secret.
+    WEBHOOK_ADDED = "webhook_added"
+    WEBHOOK_REMOVED = "webhook_removed"
+    WEBHOOK_ENABLED = "webhook_enabled"
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ from billing_api.customers.models import Customer, Subscription, SubscriptionCha
 from billing_api.db import MAX_UNITS, SCALE, SCALE_FACTOR, from_units, to_units
 from billing_api.environments import Environment
 from billing_api.errors import Conflict, InvalidInput, NotFound
+from billing_api.webhooks import outbox as webhook_outbox
 
 CUSTOMER_CHUNK = 500
 Progress = Callable[[int, int], None]
@@ -280,6 +281,7 @@ def bill_partner(
     )
     # Last: the position's lock is held until the caller commits the run.
     summary.sync_position = assign_sync_position(session, run_id, partner_id, environment)
+    webhook_outbox.invoices_created(session, run_id, summary.sync_position)  # same transaction
     return summary
 
 

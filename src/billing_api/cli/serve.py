@@ -49,6 +49,8 @@ def configuration_lines(config: Settings, database: str, workers: int) -> list[s
         f"trusted proxies: {proxies}",
         f"metrics readable from: {config.metrics_allow.strip() or 'nobody'}",
         f"secret: {config.secret_source}",
+        "webhooks: " + ("delivered by each server worker" if config.webhook_delivery_in_serve
+                        else "delivered by `billing-api worker` processes (not here)"),
     ]
 
 

@@ -20,12 +20,13 @@ from billing_api.portal import (
     explorer,
     invoice_pages,
     pages,
+    webhook_pages,
 )
 from billing_api.portal.web import install_templates
 
 STATIC = Path(__file__).parent / "static"
 ROUTERS = (pages.router, account_pages.router, access_pages.router, explorer.router,
-           admin_pages.router, invoice_pages.router)
+           admin_pages.router, invoice_pages.router, webhook_pages.router)
 
 
 def install_portal(app: FastAPI) -> None:
