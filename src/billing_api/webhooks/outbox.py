@@ -55,9 +55,9 @@ def _run(session: Session, run_id: int) -> _Run:
 def invoices_created_payload(session: Session, run_id: int, position: int) -> dict[str, object]:
     """The event of one billing run: what was billed and where to fetch it."""
     run = _run(session, run_id)
-    counts = dict(session.execute(
+    counts: dict[str, int] = {kind: int(count) for kind, count in session.execute(
         select(Invoice.kind, func.count()).where(Invoice.billing_run_id == run_id)
-        .group_by(Invoice.kind)).tuples().all())
+        .group_by(Invoice.kind))}
     since = cursor.encode(run.partner_id, run.environment, position - 1)
     return {
         "type": INVOICES_CREATED,
