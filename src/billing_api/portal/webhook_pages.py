@@ -18,9 +18,10 @@ from billing_api.environments import Environment
 from billing_api.errors import Conflict, InvalidInput
 from billing_api.portal.session import NONCE_FIELD
 from billing_api.portal.web import (
-    BillingViewerDep,
+    ApiNotEnabled,
     PortalRoute,
     Viewer,
+    ViewerDep,
     claim_nonce,
     redirect,
     release_nonce,
@@ -36,7 +37,12 @@ LOG_ROWS = 20
 
 
 def _admin(viewer: Viewer) -> Viewer:
+    """The Administrator first (anyone else: 403 and a ``not_account_admin`` audit row), then
+    the API switched on, as on every Billing API page."""
     permissions.require_admin(viewer.company, viewer.user)
+    if not viewer.company.api_enabled:
+        raise ApiNotEnabled(f"The Billing API is not enabled for {viewer.company.name} yet: "
+                            "enable it under Profile → Your APIs first.")
     return viewer
 
 
@@ -51,12 +57,12 @@ def _page(request: Request, viewer: Viewer, status: int = 200,
 
 
 @router.get(WEBHOOKS)
-def webhooks_page(request: Request, viewer: BillingViewerDep) -> Response:
+def webhooks_page(request: Request, viewer: ViewerDep) -> Response:
     return _page(request, _admin(viewer))
 
 
 @router.post(WEBHOOKS)
-def add(request: Request, viewer: BillingViewerDep, url: Annotated[str, Form()] = "",
+def add(request: Request, viewer: ViewerDep, url: Annotated[str, Form()] = "",
         environment: Annotated[str, Form()] = "",
         form_nonce: Annotated[str, Form(alias=NONCE_FIELD)] = "") -> Response:
     _admin(viewer)
@@ -75,7 +81,7 @@ def add(request: Request, viewer: BillingViewerDep, url: Annotated[str, Form()] 
 
 
 @router.post(WEBHOOKS + "/{endpoint_id}/remove")
-def remove(request: Request, viewer: BillingViewerDep, endpoint_id: int) -> Response:
+def remove(request: Request, viewer: ViewerDep, endpoint_id: int) -> Response:
     _admin(viewer)
     endpoint = endpoints.own_endpoint(viewer.db, viewer.company, endpoint_id)
     url = endpoint.url
@@ -84,7 +90,7 @@ def remove(request: Request, viewer: BillingViewerDep, endpoint_id: int) -> Resp
 
 
 @router.post(WEBHOOKS + "/{endpoint_id}/enable")
-def enable(request: Request, viewer: BillingViewerDep, endpoint_id: int) -> Response:
+def enable(request: Request, viewer: ViewerDep, endpoint_id: int) -> Response:
     _admin(viewer)
     endpoint = endpoints.own_endpoint(viewer.db, viewer.company, endpoint_id)
     endpoints.enable_endpoint(viewer.db, viewer.company, endpoint, actor=viewer.user)
@@ -93,7 +99,7 @@ def enable(request: Request, viewer: BillingViewerDep, endpoint_id: int) -> Resp
 
 
 @router.post(WEBHOOKS + "/messages/{msg_id}/resend")
-def resend(request: Request, viewer: BillingViewerDep, msg_id: str) -> Response:
+def resend(request: Request, viewer: ViewerDep, msg_id: str) -> Response:
     _admin(viewer)
     message = outbox.own_message(viewer.db, viewer.company, msg_id)
     outbox.resend(viewer.db, viewer.company, message, actor=viewer.user)

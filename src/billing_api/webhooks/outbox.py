@@ -137,7 +137,8 @@ def own_message(session: Session, company: Company, msg_id: str) -> WebhookMessa
     message = session.scalar(select(WebhookMessage).join(WebhookEndpoint).where(
         WebhookMessage.msg_id == msg_id, WebhookEndpoint.company_id == company.id))
     if message is None:
-        raise NotFound(f"{company.name} has no webhook message {msg_id}",
+        # The id is not echoed: an unknown one and another partner's look the same.
+        raise NotFound(f"{company.name} has no such webhook message",
                        code="webhook_message_not_found")
     return message
 
