@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -21,7 +22,7 @@ from billing_api.db import transaction
 from billing_api.errors import InvalidInput
 from billing_api.settings import Settings
 from billing_api.sync import cursor
-from billing_api.webhooks import delivery, endpoints, outbox, ssrf
+from billing_api.webhooks import delivery, endpoints, outbox, secret_store, ssrf
 from billing_api.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 
 from .webhook_support import (
@@ -243,3 +244,15 @@ def test_every_resolved_address_is_checked() -> None:
     with pytest.raises(ssrf.AddressRefused):
         ssrf.pick_address(target, [], allow)
     assert delivery.resolve("127.0.0.1", 80) == [ipaddress.ip_address("127.0.0.1")]
+
+
+def test_the_signing_secret_survives_a_rotation_of_the_server_secret(settings: Settings) -> None:
+    secret = secret_store.generate()
+    stored = secret_store.encrypt(settings, secret)
+    assert secret not in stored
+    new = "a-new-server-secret-of-at-least-32-bytes-0123"
+    rotated = settings.model_copy(update={"secret_key": SecretStr(new),
+                                          "old_secret_keys": settings.secret_key})
+    assert secret_store.decrypt(rotated, stored) == secret
+    with pytest.raises(secret_store.UnreadableSecret):
+        secret_store.decrypt(settings.model_copy(update={"secret_key": SecretStr(new)}), stored)

@@ -25,7 +25,12 @@ def deliver_due(factory: sessionmaker[Session], settings: Settings,
     claims = delivery.claim(factory, settings, settings.webhook_concurrency)
 
     def one(claim: delivery.Claim) -> None:
-        delivery.record(factory, settings, claim, delivery.send(claim, settings))
+        try:
+            delivery.record(factory, settings, claim, delivery.send(claim, settings))
+        except Exception:
+            # E.g. the endpoint was removed meanwhile, or the database went away: the lease
+            # expires and the message (if it still exists) is tried again.
+            log.exception("webhook %s: the attempt could not be recorded", claim.msg_id)
 
     for future in [pool.submit(one, claim) for claim in claims]:
         future.result()
