@@ -256,3 +256,17 @@ def test_the_signing_secret_survives_a_rotation_of_the_server_secret(settings: S
     assert secret_store.decrypt(rotated, stored) == secret
     with pytest.raises(secret_store.UnreadableSecret):
         secret_store.decrypt(settings.model_copy(update={"secret_key": SecretStr(new)}), stored)
+
+
+def test_the_connection_goes_to_the_checked_address_with_the_host_name_kept(
+        factory: sessionmaker[Session], settings: Settings) -> None:
+    """``localhost`` allowed by name: the request reaches the loopback address that was
+    checked, and the receiver still sees the URL's host name in ``Host``."""
+    config = hook_settings(settings, webhook_allow="localhost")
+    partner_id = partner_world(factory)
+    with receiver() as hooks:
+        port = hooks.url.split(":")[2].split("/")[0]
+        add_endpoint(factory, config, partner_id, f"http://localhost:{port}/hooks/billing")
+        bill(factory, partner_id, "2026-08")
+        deliver_until(factory, config, lambda: _message(factory).delivered_at is not None)
+    assert [r.headers["host"] for r in hooks.received] == [f"localhost:{port}"]
