@@ -82,7 +82,7 @@ def test_add_list_log_resend_remove(run: Invoke, factory: sessionmaker[Session],
             assert secret not in stored.secret_encrypted
             assert secret_store.decrypt(settings, stored.secret_encrypted) == secret
             events = session.scalars(select(AuditEvent.event_type)).all()
-            assert events == [audit.EventType.WEBHOOK_ADDED]
+            assert events == [audit.EventType.CLI_DENIED, audit.EventType.WEBHOOK_ADDED]
         out, _ = run("webhooks", "list", "--company", company)
         assert out.split("\t")[1:4] == ["production", hooks.url, "active"]
         assert secret not in out

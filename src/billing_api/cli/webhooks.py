@@ -9,8 +9,15 @@ from typing import Annotated
 
 import typer
 
-from billing_api.access import users
-from billing_api.cli.context import confirm_user, err, password_for, settings, unit_of_work
+from billing_api.access import audit, users
+from billing_api.cli.context import (
+    confirm_user,
+    err,
+    fail,
+    password_for,
+    settings,
+    unit_of_work,
+)
 from billing_api.environments import Environment
 from billing_api.webhooks import delivery, endpoints, outbox
 
@@ -30,8 +37,22 @@ def _when(value: dt.datetime | None) -> str:
 
 
 def _consent(company: str, as_: str | None, password_stdin: bool, action: str) -> None:
-    if as_:
-        confirm_user(company, as_, password_for(as_, password_stdin), action)
+    """With ``--as``: that user's password, and they must be the Account Administrator; a
+    refusal for either reason is a ``cli_denied`` audit row (written in its own transaction)."""
+    if not as_:
+        return
+    confirm_user(company, as_, password_for(as_, password_stdin), action)
+    with unit_of_work() as session:
+        target = users.find_company(session, company)
+        user = users.find_user(session, target, as_)
+        if user.is_account_admin and user.is_active:
+            return
+        company_id, shown = target.id, user.email
+    with unit_of_work(writer=True) as session:
+        audit.record(session, audit.EventType.CLI_DENIED, company_id=company_id,
+                     reason="not_account_admin", detail=f"{action} --as {shown}")
+    fail(f"{shown} is not the Account Administrator: {action} refused; the attempt is in "
+         "the audit log")
 
 
 @app.command("add")
