@@ -22,7 +22,8 @@ from tests.conftest import skip_or_fail
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ROOT / "deploy" / "systemd"
-NAMES = ("billing-api.service", "billing-api-bill.service", "billing-api-bill.timer")
+NAMES = ("billing-api.service", "billing-api-bill.service", "billing-api-bill.timer",
+         "billing-api-worker.service")
 INSTALLED = "/opt/billing-api/venv/bin/billing-api"
 
 

@@ -36,6 +36,9 @@ from billing_api.environments import Environment
 from billing_api.portal import ROUTERS
 from billing_api.portal.web import PortalRoute
 from billing_api.settings import Settings
+from billing_api.webhooks import delivery as webhook_delivery
+from billing_api.webhooks import endpoints as webhook_endpoints
+from billing_api.webhooks.models import WebhookEndpoint, WebhookMessage
 from tests.browser import CSRF_INPUT, FormClient
 from tests.http_server import serve
 
@@ -49,13 +52,18 @@ ADMIN_ONLY = {("POST", "/portal/profile/apis/enable"), ("GET", "/portal/profile/
               ("POST", "/portal/profile/apis/disable"), ("GET", "/portal/users"),
               ("POST", "/portal/users"), ("POST", "/portal/users/{user_id}/api-permission"),
               ("GET", "/portal/users/{user_id}/deactivate"),
-              ("POST", "/portal/users/{user_id}/deactivate")}
+              ("POST", "/portal/users/{user_id}/deactivate"),
+              ("GET", "/portal/billing-api/webhooks"), ("POST", "/portal/billing-api/webhooks"),
+              ("POST", "/portal/billing-api/webhooks/{endpoint_id}/remove"),
+              ("POST", "/portal/billing-api/webhooks/{endpoint_id}/enable"),
+              ("POST", "/portal/billing-api/webhooks/messages/{msg_id}/resend")}
 # One's own password and sessions: any user may, so the walk below leaves these posts to
 # tests/test_portal_accounts.py (ending one's sessions would end the walk).
 SELF_SERVICE_POSTS = {"/portal/profile/password", "/portal/profile/sessions/{session_id}/end",
                       "/portal/profile/sessions/end-all"}
 STATE_TABLES: tuple[Table, ...] = (Company.__table__, User.__table__,  # type: ignore[assignment]
-                                   ApiKey.__table__, WhitelistEntry.__table__)
+                                   ApiKey.__table__, WhitelistEntry.__table__,
+                                   WebhookEndpoint.__table__, WebhookMessage.__table__)
 
 
 @dataclass
@@ -70,6 +78,8 @@ class Partner:
     key_id: int
     entry_id: int
     session_id: int  # a portal session of the administrator's
+    endpoint_id: int
+    msg_id: str
 
 
 @dataclass
@@ -93,8 +103,15 @@ def make_partner(factory: sessionmaker[Session], settings: Settings, name: str) 
                                  name="erp", actor=admin)
         _, login = sessions.start(session, settings, admin, client_address="192.0.2.9",
                                   user_agent="elsewhere")
+        endpoint, _ = webhook_endpoints.add_endpoint(
+            session, settings, company, "production", "https://93.184.215.14/hooks",
+            actor=admin, resolve=webhook_delivery.resolve)
+        message = WebhookMessage(endpoint_id=endpoint.id, msg_id=f"msg_{slug}",
+                                 event_type="invoices.created", body="{}")
+        session.add(message)
+        session.flush()
         return Partner(company.id, admin.email, clerk.email, reader.email, clerk.id, reader.id,
-                       admin.id, key.id, entry.id, login.id)
+                       admin.id, key.id, entry.id, login.id, endpoint.id, message.msg_id)
 
 
 @pytest.fixture
@@ -134,7 +151,8 @@ def portal_routes() -> list[tuple[str, str]]:
 def fill(template: str, partner: Partner) -> str:
     """The path with ``partner``'s own ids in it (a test fails on an id it does not know)."""
     ids = {"key_id": partner.key_id, "user_id": partner.clerk_id, "entry_id": partner.entry_id,
-           "session_id": partner.session_id}
+           "session_id": partner.session_id, "endpoint_id": partner.endpoint_id,
+           "msg_id": partner.msg_id}
     names = set(re.findall(r"{(\w+)}", template))
     assert names <= set(ids), f"no test id for {names - set(ids)} in {template}"
     return template.format(**ids)
@@ -239,6 +257,9 @@ def test_a_non_administrator_is_refused_every_administrator_url_and_audited(
 # --- one partner against another's ids ---------------------------------------------------------
 
 
+ID_IN_PATH = r"/(\d+|msg_\w+)/"
+
+
 def message(page: str) -> str:
     """The error page's message with numbers masked."""
     found = re.search(r'<p class="banner banner-bad" role="alert">([^<]*)</p>', page)
@@ -263,16 +284,20 @@ def test_another_partners_keys_users_and_whitelist_entries_are_out_of_reach(
         ("POST", f"/portal/users/{a.admin_id}/deactivate", {}),
         ("POST", f"/portal/users/{a.clerk_id}/deactivate", {}),
         ("POST", f"/portal/profile/sessions/{a.session_id}/end", {}),
+        ("POST", f"/portal/billing-api/webhooks/{a.endpoint_id}/remove", {}),
+        ("POST", f"/portal/billing-api/webhooks/{a.endpoint_id}/enable", {}),
+        ("POST", f"/portal/billing-api/webhooks/messages/{a.msg_id}/resend", {}),
     ]
     # Every route with an id in its path is among the attempts.
     with_ids = {(m, t) for m, t in portal_routes() if "{" in t}
-    tried = {(m, re.sub(r"/\d+/", lambda _: "/{}/", p)) for m, p, _ in attempts}
+    tried = {(m, re.sub(ID_IN_PATH, lambda _: "/{}/", p)) for m, p, _ in attempts}
     assert {(m, re.sub(r"{\w+}", "{}", t)) for m, t in with_ids} <= tried
     with logged_in(world.base, b.admin) as bravo:
         for method, path, form in attempts:
             answer = bravo.get(path) if method == "GET" else bravo.post(path, form)
             assert answer.status_code == 404, (method, path, answer.status_code)
-            nowhere = re.sub(r"/\d+/", "/987654/", path)
+            nowhere = re.sub(ID_IN_PATH, lambda m: "/msg_nowhere/" if "msg_" in m.group()
+                             else "/987654/", path)
             missing = bravo.get(nowhere) if method == "GET" else bravo.post(nowhere, form)
             assert missing.status_code == 404
             assert message(answer.text) == message(missing.text), path  # indistinguishable
@@ -288,7 +313,9 @@ def test_another_partners_keys_users_and_whitelist_entries_are_out_of_reach(
     assert len(rows) == 2 * len(attempts)
     assert {company for company, _, _ in rows} == {b.company_id}
     assert {reason for _, _, reason in rows} == {"key_not_found", "whitelist_entry_not_found",
-                                                 "user_not_found", "session_not_found"}
+                                                 "user_not_found", "session_not_found",
+                                                 "webhook_not_found",
+                                                 "webhook_message_not_found"}
     with factory() as session:  # Acme's administrator is still logged in elsewhere
         assert session.get(UserSession, a.session_id) is not None
     with factory() as session:

@@ -21,6 +21,7 @@ from billing_api.ops import install_ops
 from billing_api.ops.context import RequestContextMiddleware
 from billing_api.portal import install_portal
 from billing_api.settings import Settings
+from billing_api.webhooks.worker import BackgroundDelivery
 
 
 class BillingApp(FastAPI):
@@ -33,7 +34,14 @@ class BillingApp(FastAPI):
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Webhook delivery (webhooks/worker.py); off when `billing-api worker` processes do it.
+    background = None
+    if app.state.settings.webhook_delivery_in_serve:
+        background = BackgroundDelivery(app.state.session_factory, app.state.settings)
+        background.start()
     yield
+    if background is not None:
+        await anyio.to_thread.run_sync(background.stop)
     # Counted refusals not yet written (access/audit.py) must not die with the worker.
     await anyio.to_thread.run_sync(app.state.refusal_audit.close)
 

@@ -28,6 +28,7 @@ from billing_api.customers.models import (
     UsageRecord,
 )
 from billing_api.db import Base
+from billing_api.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 
 __all__ = [
     "ApiKey",
@@ -55,5 +56,8 @@ __all__ = [
     "UsageRecord",
     "User",
     "Vendor",
+    "WebhookAttempt",
+    "WebhookEndpoint",
+    "WebhookMessage",
     "WhitelistEntry",
 ]

@@ -153,6 +153,24 @@ class Settings(BaseSettings):
     # The portal's own e-mail + password login; off only with single sign-on configured.
     local_login: bool = True
 
+    # --- webhooks (docs/webhooks.md) ----------------------------------------------------------
+    # Hosts and CIDRs a webhook may reach although they are private or loopback, and over plain
+    # HTTP (comma-separated, e.g. "127.0.0.1/32,hooks.internal"); "" = public HTTPS only.
+    webhook_allow: str = ""
+    # "false" when `billing-api worker` processes deliver instead of the servers.
+    webhook_delivery_in_serve: bool = True
+    webhook_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    webhook_read_timeout_seconds: float = Field(default=15.0, gt=0)
+    # A message is retried with exponential backoff (first wait below, doubling, with jitter)
+    # for this long after it was written; then it is given up and its endpoint disabled.
+    webhook_retry_seconds: float = Field(default=3 * 24 * 3600, gt=0)
+    webhook_backoff_seconds: float = Field(default=5.0, gt=0)
+    # How long a delivery worker holds a claimed message: past it, a crashed worker's message
+    # is sent again. Must exceed the connect and read timeouts.
+    webhook_lease_seconds: float = Field(default=60.0, gt=0)
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    webhook_concurrency: int = Field(default=4, ge=1)
+
     # Where the secret came from, for the startup log (never the value).
     _secret_source: str = PrivateAttr(default="")
 
@@ -207,6 +225,28 @@ class Settings(BaseSettings):
     @classmethod
     def _metrics_allow(cls, value: str) -> str:
         return _cidrs(value)
+
+    @field_validator("webhook_allow")
+    @classmethod
+    def _webhook_allow(cls, value: str) -> str:
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", part):
+                    raise ValueError(f"{part!r} is neither a host name nor an IP address or "
+                                     "CIDR range (comma-separated)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_lease(self) -> Settings:
+        if self.webhook_lease_seconds <= (self.webhook_connect_timeout_seconds
+                                          + self.webhook_read_timeout_seconds):
+            raise ValueError("BILLING_API_WEBHOOK_LEASE_SECONDS must exceed the webhook connect "
+                             "and read timeouts together, or a slow delivery is sent twice")
+        return self
 
     @field_validator("redis_url")
     @classmethod

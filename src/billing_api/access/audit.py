@@ -83,6 +83,10 @@ class EventType(StrEnum):
     SSO_REFUSED = "sso_refused"
     SSO_LINKED = "sso_linked"
     SSO_UNLINKED = "sso_unlinked"
+    # Webhook endpoints (webhooks/endpoints.py): detail is the URL, never the secret.
+    WEBHOOK_ADDED = "webhook_added"
+    WEBHOOK_REMOVED = "webhook_removed"
+    WEBHOOK_ENABLED = "webhook_enabled"
 
 
 @dataclass(frozen=True)

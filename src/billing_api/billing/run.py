@@ -53,6 +53,7 @@ from billing_api.billing.rating import ZERO, parse_period
 from billing_api.customers.models import Customer, Subscription, SubscriptionChange
 from billing_api.environments import Environment
 from billing_api.errors import Conflict, InvalidInput
+from billing_api.webhooks import outbox as webhook_outbox
 
 CUSTOMER_CHUNK = 500
 Progress = Callable[[int, int], None]
@@ -129,6 +130,7 @@ def bill_partner(
     )
     # Last: the position's lock is held until the caller commits the run.
     summary.sync_position = assign_sync_position(session, run_id, partner_id, environment)
+    webhook_outbox.invoices_created(session, run_id, summary.sync_position)  # same transaction
     return summary
 
 

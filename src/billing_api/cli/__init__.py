@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from billing_api.cli import bill, customers, db, demo, importer, serve
+from billing_api.cli import bill, customers, db, demo, importer, serve, webhooks, worker
 from billing_api.cli.groups import DefaultCommandGroup
 
 from billing_api.cli import api_access, audit, companies, keys, users, whitelist  # isort: skip
@@ -22,6 +22,8 @@ app.add_typer(api_access.app, name="api")
 app.add_typer(keys.app, name="keys")
 app.add_typer(whitelist.app, name="whitelist")
 app.add_typer(customers.app, name="customers")
+app.add_typer(webhooks.app, name="webhooks")
+app.command("worker")(worker.worker)
 # `audit --company C` lists (the default command); `audit prune` deletes old events.
 audit_app = typer.Typer(cls=DefaultCommandGroup, no_args_is_help=True,
                         help="A partner's audit log (the default command) and its retention.")

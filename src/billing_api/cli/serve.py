@@ -60,6 +60,8 @@ def configuration_lines(config: Settings, database: str, workers: int) -> list[s
         "portal login: " + ", ".join(
             ([f"single sign-on with {config.oidc_issuer} as {config.oidc_client_id.strip()}"]
              if config.oidc_enabled else []) + (["password"] if config.local_login else [])),
+        "webhooks: " + ("delivered by each server worker" if config.webhook_delivery_in_serve
+                        else "delivered by `billing-api worker` processes (not here)"),
     ]
 
 

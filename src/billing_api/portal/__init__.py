@@ -21,13 +21,15 @@ from billing_api.portal import (
     invoice_pages,
     pages,
     sso_pages,
+    webhook_pages,
 )
 from billing_api.portal.sso_client import SsoClient
 from billing_api.portal.web import install_templates
 
 STATIC = Path(__file__).parent / "static"
 ROUTERS = (pages.router, account_pages.router, access_pages.router, explorer.router,
-           admin_pages.router, invoice_pages.router, sso_pages.router)
+           admin_pages.router, invoice_pages.router, sso_pages.router,
+           webhook_pages.router)
 
 
 def install_portal(app: FastAPI) -> None:

@@ -1,7 +1,7 @@
 """portal single sign-on: users' provider identity, how a portal session began
 
 Revision ID: 0008
-Revises: 0009
+Revises: 0007
 Create Date: 2026-12-05 14:00:00.000000
 
 users.oidc_subject is the OpenID Connect provider's ``sub`` (unique, null = not linked);
@@ -17,7 +17,7 @@ from alembic import op
 import billing_api.db
 
 revision = '0008'
-down_revision = '0009'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 

@@ -1,6 +1,6 @@
 """conditional requests: a revision of the data documents read live, and the last undo
 
-Revision ID: 0009
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-05 14:00:00
 
@@ -16,7 +16,7 @@ from alembic import op
 
 import billing_api.db
 
-revision = '0009'
+revision = '0007'
 down_revision = '0006'
 branch_labels = None
 depends_on = None
