@@ -24,9 +24,11 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-# The one module allowed to connect out: webhook delivery, which checks every resolved
-# address before it connects (webhooks/ssrf.py, docs/webhooks.md "Security").
-OUTBOUND_ALLOWED = {"webhooks/delivery.py"}
+# The modules allowed to connect out: webhook delivery, which checks every resolved address
+# before it connects (webhooks/ssrf.py, docs/webhooks.md "Security"), and the single sign-on
+# client, which talks only to the issuer the operator configures (BILLING_API_OIDC_ISSUER)
+# and the endpoints its discovery document names; no URL a partner sends reaches it.
+OUTBOUND_ALLOWED = {"webhooks/delivery.py", "portal/sso_client.py"}
 
 
 def _outbound_imports() -> dict[str, set[str]]:
@@ -39,13 +41,14 @@ def _outbound_imports() -> dict[str, set[str]]:
     return found
 
 
-def test_only_webhook_delivery_makes_outbound_requests() -> None:
+def test_only_webhook_delivery_and_sign_on_make_outbound_requests() -> None:
     """API7 (SSRF): nothing in the package can fetch a URL a client supplies, except webhook
     delivery, which refuses private and loopback addresses after resolving the host."""
     found = _outbound_imports()
     assert set(found) - OUTBOUND_ALLOWED == set(), found
-    # The exception is real (the check is not vacuous): delivery does import httpx and socket.
+    # The exceptions are real (the check is not vacuous): both do import httpx.
     assert {"httpx", "socket"} <= found["webhooks/delivery.py"]
+    assert "httpx" in found["portal/sso_client.py"]
 
 
 def test_the_check_sees_an_outbound_import(tmp_path: Path) -> None:
