@@ -12,12 +12,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from billing_api.billing.chunk import table
-from billing_api.billing.context import _Context
+from billing_api.billing.context import RunContext
 from billing_api.billing.models import Invoice
 
 # A price line's columns in the order the run builds them: ``invoice_id`` (set once the
 # chunk's new invoices have their ids), what differs between a charge's purchase and customer
-# line, then what they share (one tuple per charge, see _lines_for).
+# line, then what they share (one tuple per charge, see lines_for).
 LINE_COLUMNS = (
     "invoice_id",
     "kind",
@@ -50,8 +50,8 @@ LINE_COLUMNS = (
     "sub_po_number",
     "row_hash",
 )
-# An invoice's columns as the run writes them: its id, what _new_invoice knows (its
-# ``fields``), then its type and totals (see _insert_new_invoices).
+# An invoice's columns as the run writes them: its id, what new_invoice knows (its
+# ``fields``), then its type and totals (see insert_new_invoices).
 INVOICE_COLUMNS = (
     "id",
     "partner_id",
@@ -91,13 +91,13 @@ COPY_LINES, INSERT_LINES = _bulk_sql("price_lines", LINE_COLUMNS)
 COPY_INVOICES, INSERT_INVOICES = _bulk_sql("invoices", INVOICE_COLUMNS)
 
 
-def _write_lines(session: Session, ctx: _Context, rows: list[list[Any]]) -> None:
+def write_lines(session: Session, ctx: RunContext, rows: list[list[Any]]) -> None:
     """Insert the chunk's lines with the driver's bulk path."""
-    _bulk_insert(session, ctx, COPY_LINES, INSERT_LINES, rows)
+    bulk_insert(session, ctx, COPY_LINES, INSERT_LINES, rows)
 
 
-def _bulk_insert(
-    session: Session, ctx: _Context, copy_sql: str, insert_sql: str, rows: Sequence[Sequence[Any]]
+def bulk_insert(
+    session: Session, ctx: RunContext, copy_sql: str, insert_sql: str, rows: Sequence[Sequence[Any]]
 ) -> None:
     """``COPY`` on PostgreSQL, ``executemany`` on SQLite, inside the session's transaction."""
     driver_connection: Any = session.connection().connection.dbapi_connection
@@ -113,7 +113,7 @@ def _bulk_insert(
         cursor.close()
 
 
-def _new_invoice_ids(session: Session, ctx: _Context, count: int) -> list[int]:
+def new_invoice_ids(session: Session, ctx: RunContext, count: int) -> list[int]:
     """The ids the next ``count`` invoices would get from the database, in order: the
     sequence's next values on PostgreSQL; after the largest rowid on SQLite (whose rule for
     an INTEGER PRIMARY KEY without AUTOINCREMENT is exactly that, and the run holds the

@@ -1,4 +1,4 @@
-"""What a billing run reads once and carries through its chunks (``_Context``), and the
+"""What a billing run reads once and carries through its chunks (``RunContext``), and the
 conversions of amounts and dates to the form the driver takes, remembered for the run.
 """
 
@@ -30,7 +30,7 @@ from billing_api.errors import NotFound
 _UNITS_CONTEXT = Context(prec=60)  # exact for every value a BIGINT of units can hold
 
 
-class _Plan(NamedTuple):
+class Plan(NamedTuple):
     id: int
     name: str
     vendor_id: int
@@ -38,7 +38,7 @@ class _Plan(NamedTuple):
 
 
 @dataclass(slots=True)
-class _InvoiceDraft:
+class InvoiceDraft:
     key: tuple[Any, ...]
     fields: tuple[Any, ...]  # INVOICE_COLUMNS from partner_id to receiver
     id: int | None = None
@@ -51,18 +51,18 @@ class _InvoiceDraft:
 
 
 @dataclass(frozen=True, slots=True)
-class _SenderFacts:
+class SenderFacts:
     """What every invoice of one sender in one run shares."""
 
     number_prefix: str
-    due_date: dt.date | str  # as the driver takes it (_date)
+    due_date: dt.date | str  # as the driver takes it (driver_date)
     currency: str
     terms_of_payment_days: int
     json: str  # the sender snapshot, as SQLAlchemy's JSON type would write it (json.dumps)
 
 
 @dataclass(slots=True)
-class _Context:
+class RunContext:
     """Everything a run reads once: the parties, the catalog, the tax zones."""
 
     session: Session
@@ -74,7 +74,7 @@ class _Context:
     run_id: int
     distributor: Company
     partner: Company
-    plans: dict[int, _Plan]
+    plans: dict[int, Plan]
     plan_periods: dict[int, PlanPeriod]
     rates: dict[int, ResourceRate]
     rate_periods: dict[int, RatePeriod]
@@ -82,16 +82,16 @@ class _Context:
     vendors: dict[int, Vendor]
     zones: dict[str, tuple[int, Decimal]]
     measure_units: dict[int, str]  # per resource rate
-    invoices: dict[tuple[Any, ...], _InvoiceDraft] = field(default_factory=dict)
+    invoices: dict[tuple[Any, ...], InvoiceDraft] = field(default_factory=dict)
     next_numbers: dict[int, int] = field(default_factory=dict)
     # Customer invoices written and forgotten (see the module docstring): count and totals.
     done_invoices: int = 0
     done_excluding_vat: int = 0
     done_vat: int = 0
     on_postgresql: bool = False
-    # Computed once per run and looked up per line (see _lines_for): the per-line work was
+    # Computed once per run and looked up per line (see lines_for): the per-line work was
     # mostly re-deriving these from ORM attributes.
-    senders: dict[int, _SenderFacts] = field(default_factory=dict)
+    senders: dict[int, SenderFacts] = field(default_factory=dict)
     receiver_json: dict[int, str] = field(default_factory=dict)  # per customer; 0: partner
     vendor_descriptions: dict[int, str] = field(default_factory=dict)
     pricings: dict[tuple[Any, ...], Pricing] = field(default_factory=dict)
@@ -109,7 +109,7 @@ class _Context:
     dates: dict[dt.date, dt.date | str] = field(default_factory=dict)
 
 
-def _load_context(
+def load_context(
     session: Session,
     partner_id: int,
     environment: str,
@@ -118,7 +118,7 @@ def _load_context(
     period_last: dt.date,
     invoice_date: dt.date,
     run_id: int,
-) -> _Context:
+) -> RunContext:
     partner = session.get(Company, partner_id)
     if partner is None or partner.kind != "partner":
         raise NotFound(f"no partner company with id {partner_id}")
@@ -135,7 +135,7 @@ def _load_context(
     rates = {r.id: r for r in session.scalars(select(ResourceRate))}
     resources = {r.id: r for r in session.scalars(select(Resource))}
     plan_table = table(ServicePlan)
-    return _Context(
+    return RunContext(
         session=session,
         environment=environment,
         period=period,
@@ -146,7 +146,7 @@ def _load_context(
         distributor=distributor,
         partner=partner,
         plans={
-            p.id: p for p in map(_Plan._make, session.execute(select(*columns(plan_table, _Plan))))
+            p.id: p for p in map(Plan._make, session.execute(select(*columns(plan_table, Plan))))
         },
         plan_periods={p.id: p for p in session.scalars(select(PlanPeriod))},
         rates=rates,
@@ -163,7 +163,7 @@ def _load_context(
     )
 
 
-def _units(value: Decimal) -> int:
+def exact_units(value: Decimal) -> int:
     """``db.to_units`` for the exact decimals a run computes, without its per-call context;
     anything else goes to ``to_units`` itself (which refuses it the same way)."""
     if type(value) is Decimal and value.is_finite():
@@ -174,26 +174,26 @@ def _units(value: Decimal) -> int:
     return to_units(value)
 
 
-def _cents(units: int) -> Decimal:
+def as_cents(units: int) -> Decimal:
     """A sum of lines' amounts (whole cents, in units) as a Decimal of cents, as ``12.30``
     rather than ``12.3000``: the form the summary has always had (it is printed)."""
     return Decimal(units // 100).scaleb(-2)
 
 
-def _catalog_units(ctx: _Context, value: Decimal) -> int:
-    """``_units`` of a price or duration: one of few values, so remembered for the run."""
+def catalog_units(ctx: RunContext, value: Decimal) -> int:
+    """``exact_units`` of a price or duration: one of few values, so remembered for the run."""
     units = ctx.units.get(value)
     if units is None:
-        units = ctx.units[value] = _units(value)
+        units = ctx.units[value] = exact_units(value)
     return units
 
 
-def _date(ctx: _Context, day: dt.date) -> dt.date | str:
+def driver_date(ctx: RunContext, day: dt.date) -> dt.date | str:
     """A date as the driver takes it: psycopg adapts ``date``; SQLite stores ISO text."""
     return day if ctx.on_postgresql else day.isoformat()
 
 
-def _driver_date(ctx: _Context, day: dt.date) -> dt.date | str:
-    """``_date``, remembered for the run (lines repeat a few dozen distinct days)."""
-    value = ctx.dates[day] = _date(ctx, day)
+def remembered_driver_date(ctx: RunContext, day: dt.date) -> dt.date | str:
+    """``driver_date``, remembered for the run (lines repeat a few dozen distinct days)."""
+    value = ctx.dates[day] = driver_date(ctx, day)
     return value

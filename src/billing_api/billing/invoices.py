@@ -13,18 +13,18 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from billing_api.access.models import Company
-from billing_api.billing.bulk import COPY_INVOICES, INSERT_INVOICES, _bulk_insert, _new_invoice_ids
+from billing_api.billing.bulk import COPY_INVOICES, INSERT_INVOICES, bulk_insert, new_invoice_ids
 from billing_api.billing.chunk import CustomerRow, table
-from billing_api.billing.context import _Context, _date, _InvoiceDraft, _SenderFacts
+from billing_api.billing.context import InvoiceDraft, RunContext, SenderFacts, driver_date
 from billing_api.billing.models import Invoice, InvoiceSequence
-from billing_api.billing.parties import _company_receiver, _customer_receiver, _sender
+from billing_api.billing.parties import company_receiver, customer_receiver, sender_snapshot
 from billing_api.db import from_units
 from billing_api.environments import Environment
 
 
-def _new_invoice(
-    ctx: _Context, key: tuple[Any, ...], kind: str, customer: CustomerRow
-) -> _InvoiceDraft:
+def new_invoice(
+    ctx: RunContext, key: tuple[Any, ...], kind: str, customer: CustomerRow
+) -> InvoiceDraft:
     vendor_id = key[-1]
     if kind == "purchase":
         sender = ctx.distributor
@@ -62,38 +62,39 @@ def _new_invoice(
         facts.json,
         receiver_json,
     )
-    draft = _InvoiceDraft(key, fields)
+    draft = InvoiceDraft(key, fields)
     ctx.invoices[key] = draft
     return draft
 
 
-def _sender_facts(ctx: _Context, sender: Company) -> _SenderFacts:
+def _sender_facts(ctx: RunContext, sender: Company) -> SenderFacts:
     sandbox = "-SBX" if ctx.environment == Environment.SANDBOX else ""
-    facts = ctx.senders[sender.id] = _SenderFacts(
+    facts = ctx.senders[sender.id] = SenderFacts(
         number_prefix=f"{sender.invoice_prefix}{sandbox}",
-        due_date=_date(ctx, ctx.invoice_date + dt.timedelta(days=sender.terms_of_payment_days)),
+        due_date=driver_date(
+            ctx, ctx.invoice_date + dt.timedelta(days=sender.terms_of_payment_days)),
         currency=sender.currency,
         terms_of_payment_days=sender.terms_of_payment_days,
-        json=json.dumps(_sender(sender)),
+        json=json.dumps(sender_snapshot(sender)),
     )
     return facts
 
 
-def _receiver_json(ctx: _Context, customer_id: int, receiver: Any) -> str:
+def _receiver_json(ctx: RunContext, customer_id: int, receiver: Any) -> str:
     """The receiver snapshot as JSON text; ``customer_id`` 0 is the partner (purchase
     invoices). Customers' entries are dropped with their chunk's invoices."""
-    snapshot = _company_receiver(receiver) if customer_id == 0 else _customer_receiver(receiver)
+    snapshot = company_receiver(receiver) if customer_id == 0 else customer_receiver(receiver)
     text = ctx.receiver_json[customer_id] = json.dumps(snapshot)
     return text
 
 
-def _vendor_description(ctx: _Context, vendor_id: int) -> str:
+def _vendor_description(ctx: RunContext, vendor_id: int) -> str:
     month = ctx.period_first.strftime("%B %Y")
     text = ctx.vendor_descriptions[vendor_id] = f"{ctx.vendors[vendor_id].name} services {month}"
     return text
 
 
-def _last_invoice_number(ctx: _Context, sender_id: int) -> int:
+def _last_invoice_number(ctx: RunContext, sender_id: int) -> int:
     session = ctx.session
     # FOR UPDATE keeps two runs from handing out the same number on PostgreSQL; SQLite's
     # single writer already serialises them.
@@ -114,26 +115,26 @@ def _last_invoice_number(ctx: _Context, sender_id: int) -> int:
     return int(row[0])
 
 
-def _insert_new_invoices(session: Session, ctx: _Context) -> None:
+def insert_new_invoices(session: Session, ctx: RunContext) -> None:
     """Insert the chunk's new invoices in the order they were opened, with the ids the
     database would have given them. Customer invoices are complete by now and get their
-    totals; purchase invoices get theirs at the end of the run (``_store_totals``)."""
+    totals; purchase invoices get theirs at the end of the run (``store_totals``)."""
     pending = [d for d in ctx.invoices.values() if d.id is None]
     if not pending:
         return
     rows = []
-    ids = _new_invoice_ids(session, ctx, len(pending))
+    ids = new_invoice_ids(session, ctx, len(pending))
     for draft, invoice_id in zip(pending, ids, strict=True):
         draft.id = invoice_id
         excl, vat = draft.excluding_vat, draft.vat
         if not draft.is_customer_invoice:
-            excl = vat = 0  # the column defaults, until _store_totals
+            excl = vat = 0  # the column defaults, until store_totals
         kind = "credit" if excl + vat < 0 else "invoice"
         rows.append((invoice_id, *draft.fields, kind, excl, vat, excl + vat))
-    _bulk_insert(session, ctx, COPY_INVOICES, INSERT_INVOICES, rows)
+    bulk_insert(session, ctx, COPY_INVOICES, INSERT_INVOICES, rows)
 
 
-def _forget_customer_invoices(ctx: _Context) -> None:
+def forget_customer_invoices(ctx: RunContext) -> None:
     """Drop the chunk's customer invoices, written with their totals, keeping their sums."""
     for key, draft in list(ctx.invoices.items()):
         if draft.is_customer_invoice:
@@ -144,7 +145,7 @@ def _forget_customer_invoices(ctx: _Context) -> None:
             ctx.receiver_json.pop(draft.key[1], None)
 
 
-def _store_totals(session: Session, ctx: _Context) -> None:
+def store_totals(session: Session, ctx: RunContext) -> None:
     rows = [
         {
             "b_id": d.id,
@@ -171,7 +172,7 @@ def _store_totals(session: Session, ctx: _Context) -> None:
     )
 
 
-def _store_sequences(session: Session, ctx: _Context) -> None:
+def store_sequences(session: Session, ctx: RunContext) -> None:
     for sender_id, last in ctx.next_numbers.items():
         session.execute(
             update(InvoiceSequence)

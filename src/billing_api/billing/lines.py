@@ -11,14 +11,14 @@ from typing import Any
 from billing_api.billing.charges import Charge, Pricing
 from billing_api.billing.chunk import CustomerRow, ResourceRow, SubscriptionRow
 from billing_api.billing.context import (
-    _catalog_units,
-    _Context,
-    _driver_date,
-    _InvoiceDraft,
-    _Plan,
-    _units,
+    InvoiceDraft,
+    Plan,
+    RunContext,
+    catalog_units,
+    exact_units,
+    remembered_driver_date,
 )
-from billing_api.billing.invoices import _new_invoice
+from billing_api.billing.invoices import new_invoice
 from billing_api.billing.rating import ZERO, extended_units, vat_units
 from billing_api.billing.rowhash import line_uid, row_hash
 from billing_api.billing.vat import Sale, ignored_vat_number, zone_code_for
@@ -27,15 +27,15 @@ from billing_api.db import SCALE, SCALE_FACTOR, to_units
 from billing_api.errors import InvalidInput
 
 
-def _remember_pricing(
-    ctx: _Context, key: tuple[Any, ...], sr: ResourceRow, plan_period: PlanPeriod
+def remember_pricing(
+    ctx: RunContext, key: tuple[Any, ...], sr: ResourceRow, plan_period: PlanPeriod
 ) -> Pricing:
     """``_pricing`` depends only on ``key``'s values: one immutable ``Pricing`` per run."""
     pricing = ctx.pricings[key] = _pricing(ctx, sr, plan_period)
     return pricing
 
 
-def _pricing(ctx: _Context, sr: ResourceRow, plan_period: PlanPeriod) -> Pricing:
+def _pricing(ctx: RunContext, sr: ResourceRow, plan_period: PlanPeriod) -> Pricing:
     rate = ctx.rates[sr.resource_rate_id]
     rate_period = ctx.rate_periods.get(sr.rate_period_id) if sr.rate_period_id else None
     if rate_period is not None:
@@ -69,11 +69,11 @@ def _pricing(ctx: _Context, sr: ResourceRow, plan_period: PlanPeriod) -> Pricing
     )
 
 
-def _lines_for(
-    ctx: _Context,
+def lines_for(
+    ctx: RunContext,
     customer: CustomerRow,
     sub: SubscriptionRow,
-    plan: _Plan,
+    plan: Plan,
     pricing: Pricing,
     charge: Charge,
     out: list[list[Any]],
@@ -92,8 +92,8 @@ def _lines_for(
     )
     described = (pricing.resource_rate_id, plan.id, charge.charge_type)
     description = ctx.descriptions.get(described) or _describe(ctx, described, plan)
-    quantity = _units(charge.quantity)
-    duration = _catalog_units(ctx, charge.duration)
+    quantity = exact_units(charge.quantity)
+    duration = catalog_units(ctx, charge.duration)
     # Everything both lines share, in LINE_COLUMNS order.
     shared = (
         ctx.partner_id,
@@ -107,8 +107,8 @@ def _lines_for(
         charge.sku,
         quantity,
         ctx.measure_units[pricing.resource_rate_id],
-        ctx.dates.get(charge.start) or _driver_date(ctx, charge.start),
-        ctx.dates.get(charge.end) or _driver_date(ctx, charge.end),
+        ctx.dates.get(charge.start) or remembered_driver_date(ctx, charge.start),
+        ctx.dates.get(charge.end) or remembered_driver_date(ctx, charge.end),
         duration,
         charge.duration_type,
         customer.company_name,
@@ -129,8 +129,8 @@ def _lines_for(
             not own_use,
         )
         bill: tuple[Any, ...] = ("purchase", plan.vendor_id)
-        draft = ctx.invoices.get(bill) or _new_invoice(ctx, bill, "purchase", customer)
-        unit_price = _catalog_units(ctx, charge.cost)
+        draft = ctx.invoices.get(bill) or new_invoice(ctx, bill, "purchase", customer)
+        unit_price = catalog_units(ctx, charge.cost)
         out.append(_priced(draft, "purchase", unit_price, 0, quantity, duration, tax, shared))
     if charge.price != ZERO and not own_use:
         tax = _tax(
@@ -142,16 +142,16 @@ def _lines_for(
             False,
         )
         bill = ("customer", customer.id, plan.vendor_id)
-        draft = ctx.invoices.get(bill) or _new_invoice(ctx, bill, "customer", customer)
-        unit_price = _catalog_units(ctx, charge.price)
-        discount = quantity * _catalog_units(ctx, charge.discount_per_unit)
+        draft = ctx.invoices.get(bill) or new_invoice(ctx, bill, "customer", customer)
+        unit_price = catalog_units(ctx, charge.price)
+        discount = quantity * catalog_units(ctx, charge.discount_per_unit)
         out.append(
             _priced(draft, "customer", unit_price, discount, quantity, duration, tax, shared)
         )
 
 
 def _priced(
-    draft: _InvoiceDraft,
+    draft: InvoiceDraft,
     kind: str,
     unit_price: int,
     discount: int,
@@ -183,14 +183,14 @@ def _priced(
     ]
 
 
-def _describe(ctx: _Context, key: tuple[int, int, str], plan: _Plan) -> str:
+def _describe(ctx: RunContext, key: tuple[int, int, str], plan: Plan) -> str:
     resource = ctx.resources[ctx.rates[key[0]].resource_id]
     text = ctx.descriptions[key] = f"{resource.name} - {plan.name} ({key[2]})"
     return text
 
 
 def _tax(
-    ctx: _Context, seller: str, buyer: str, vat_number: str, telecom: bool, resells: bool
+    ctx: RunContext, seller: str, buyer: str, vat_number: str, telecom: bool, resells: bool
 ) -> tuple[int, int]:
     """(tax zone id, its percentage in units) of a sale: ``zone_code_for`` is a pure function
     of these values, so each combination is worked out once per run."""
@@ -208,5 +208,5 @@ def _tax(
                 f"no tax zone for {zone_code!r}: add it to tax_zones before billing",
                 field="tax_zone",
             ) from None
-        found = ctx.tax[key] = (zone_id, _units(percentage))
+        found = ctx.tax[key] = (zone_id, exact_units(percentage))
     return found

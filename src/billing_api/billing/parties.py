@@ -11,7 +11,7 @@ from billing_api.billing.chunk import CustomerRow
 from billing_api.billing.countries import country_name, language_name
 
 
-def _sender(company: Company) -> dict[str, Any]:
+def sender_snapshot(company: Company) -> dict[str, Any]:
     return {
         "AccountID": company.id,
         "CompanyName": company.name,
@@ -44,7 +44,7 @@ def _company_peppol(company: Company) -> dict[str, Any]:
     }
 
 
-def _company_receiver(company: Company) -> dict[str, Any]:
+def company_receiver(company: Company) -> dict[str, Any]:
     return {
         "AccountID": company.id,
         "CustomerNumber": str(company.id),
@@ -66,7 +66,7 @@ def _company_receiver(company: Company) -> dict[str, Any]:
     } | _company_peppol(company)
 
 
-def _customer_receiver(customer: CustomerRow) -> dict[str, Any]:
+def customer_receiver(customer: CustomerRow) -> dict[str, Any]:
     return {
         "AccountID": customer.id,
         "CustomerNumber": customer.customer_number,

@@ -36,17 +36,17 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from billing_api.billing.bulk import _write_lines
+from billing_api.billing.bulk import write_lines
 from billing_api.billing.charges import Change, SubscriptionState, period_charges
 from billing_api.billing.chunk import read_chunk
-from billing_api.billing.context import _cents, _Context, _date, _load_context
+from billing_api.billing.context import RunContext, as_cents, driver_date, load_context
 from billing_api.billing.invoices import (
-    _forget_customer_invoices,
-    _insert_new_invoices,
-    _store_sequences,
-    _store_totals,
+    forget_customer_invoices,
+    insert_new_invoices,
+    store_sequences,
+    store_totals,
 )
-from billing_api.billing.lines import _lines_for, _remember_pricing
+from billing_api.billing.lines import lines_for, remember_pricing
 from billing_api.billing.models import BillingRun
 from billing_api.billing.positions import assign_sync_position
 from billing_api.billing.rating import ZERO, parse_period
@@ -98,10 +98,10 @@ def bill_partner(
         summary.already_billed = True
         return summary
     summary.run_id = run_id
-    ctx = _load_context(
+    ctx = load_context(
         session, partner_id, environment, period, period_first, period_last, invoice_date, run_id
     )
-    ctx.invoice_date_value = _date(ctx, invoice_date)
+    ctx.invoice_date_value = driver_date(ctx, invoice_date)
 
     customer_ids = session.scalars(
         select(Customer.id)
@@ -114,14 +114,14 @@ def bill_partner(
         if progress is not None:
             progress(min(done + CUSTOMER_CHUNK, len(customer_ids)), len(customer_ids))
 
-    _store_totals(session, ctx)
-    _store_sequences(session, ctx)
+    store_totals(session, ctx)
+    store_sequences(session, ctx)
     summary.invoices = ctx.done_invoices + len(ctx.invoices)
     if summary.invoices:
-        summary.total_excluding_vat = _cents(
+        summary.total_excluding_vat = as_cents(
             sum((d.excluding_vat for d in ctx.invoices.values()), ctx.done_excluding_vat)
         )
-        summary.total_vat = _cents(sum((d.vat for d in ctx.invoices.values()), ctx.done_vat))
+        summary.total_vat = as_cents(sum((d.vat for d in ctx.invoices.values()), ctx.done_vat))
     summary.ignored_vat_numbers = len(ctx.ignored_vat_numbers)
     session.execute(
         update(BillingRun)
@@ -175,7 +175,7 @@ def _claim_period(
     return run.id
 
 
-def _bill_customers(session: Session, ctx: _Context, customer_ids: Sequence[int]) -> int:
+def _bill_customers(session: Session, ctx: RunContext, customer_ids: Sequence[int]) -> int:
     """Price and write every line of a chunk of customers; returns the number of lines."""
     chunk = read_chunk(
         session.connection(),
@@ -216,7 +216,7 @@ def _bill_customers(session: Session, ctx: _Context, customer_ids: Sequence[int]
                 sr.sales_discount,
                 plan_period.id,
             )
-            pricing = ctx.pricings.get(pricing_key) or _remember_pricing(
+            pricing = ctx.pricings.get(pricing_key) or remember_pricing(
                 ctx, pricing_key, sr, plan_period
             )
             state = SubscriptionState(
@@ -235,13 +235,13 @@ def _bill_customers(session: Session, ctx: _Context, customer_ids: Sequence[int]
                 ctx.period_first,
                 ctx.period_last,
             ):
-                _lines_for(ctx, customer, sub, plan, pricing, charge, lines)
+                lines_for(ctx, customer, sub, plan, pricing, charge, lines)
 
-    _insert_new_invoices(session, ctx)
+    insert_new_invoices(session, ctx)
     for line in lines:
         line[0] = line[0].id
     if lines:
-        _write_lines(session, ctx, lines)
+        write_lines(session, ctx, lines)
     if billed_change_ids:
         session.execute(
             update(SubscriptionChange)
@@ -254,7 +254,7 @@ def _bill_customers(session: Session, ctx: _Context, customer_ids: Sequence[int]
             .where(Subscription.id.in_(billed_cancellations))
             .values(cancellation_billed_run_id=ctx.run_id)
         )
-    _forget_customer_invoices(ctx)
+    forget_customer_invoices(ctx)
     # Keyed by customers' VAT numbers among others: kept for a chunk only, so that a run's
     # memory does not grow with its number of customers.
     ctx.tax.clear()
