@@ -27,7 +27,7 @@ from billing_api.export.documents import invoice_shape
 from billing_api.export.stream import document_response, open_export
 
 
-def resolve_version(
+async def resolve_version(
     version: Annotated[
         str,
         Path(description=f"The API version: single invoices exist from {CURRENT} on.",
@@ -35,6 +35,7 @@ def resolve_version(
     ],
     request: Request,
 ) -> ApiVersion:
+    # async: no I/O, so no hand-off to a worker thread (see routes.resolve_version).
     found = served_version(version, request)
     if not found.v4_fields:
         raise NotFound(
@@ -114,14 +115,20 @@ def _v4_document(request: Request, caller: ApiCaller, version: ApiVersion, endpo
                  number: str) -> Response:
     """The v4 XML or JSON document holding only this invoice."""
     fmt = negotiation.choose_format(request)
-    with transaction(request.app.state.session_factory) as session:
-        header = documents.find(session.connection(), endpoint, caller.company_id,
-                                caller.environment, number)
-    day = negotiation.parse_date("Date", header.date)
-    scope = negotiation.scope_for(caller.company_id, caller.environment, (day, day))
+    # One connection and snapshot for the look-up and the document: each checkout and
+    # transaction cost about as much as the whole small document (bench/load.py).
     connection = open_export(request.app.state.engine)
-    shape = invoice_shape(endpoint, version.v4_fields)
-    body = documents.v4_document(connection, shape, scope, fmt, header.id)
+    try:
+        header = documents.find(connection, endpoint, caller.company_id, caller.environment,
+                                number)
+        day = negotiation.parse_date("Date", header.date)
+        scope = negotiation.scope_for(caller.company_id, caller.environment, (day, day))
+        shape = invoice_shape(endpoint, version.v4_fields)
+        # From here on the document closes the connection.
+        body = documents.v4_document(connection, shape, scope, fmt, header.id)
+    except BaseException:
+        connection.close()
+        raise
     # Named as the collections name theirs (the window is the invoice's day): <InvoiceID>.xml
     # is the UBL's name.
     name = f"{endpoint}_{version.name}_{header.date}_{header.date}.{fmt}"

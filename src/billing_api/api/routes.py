@@ -19,7 +19,6 @@ from billing_api.api.deps import ApiCaller, CallerDep, api_router
 from billing_api.api.errors import VersionGone
 from billing_api.api.openapi_docs import document_responses
 from billing_api.api.versions import CURRENT, SERVED, VERSIONS, ApiVersion
-from billing_api.db import transaction
 from billing_api.errors import NotFound
 from billing_api.export import details
 from billing_api.export.documents import invoice_shape
@@ -58,7 +57,7 @@ def served_version(version: str, request: Request) -> ApiVersion:
     return found
 
 
-def resolve_version(
+async def resolve_version(
     version: Annotated[
         str,
         Path(
@@ -71,7 +70,10 @@ def resolve_version(
     request: Request,
 ) -> ApiVersion:
     """The requested version; 404 for an unknown one, 410 for one no longer served, 404 for
-    an endpoint the version does not have."""
+    an endpoint the version does not have.
+
+    ``async`` although it does no I/O: FastAPI runs a sync dependency on a worker thread, and
+    each such hand-off cost more than the check (bench/load.py)."""
     found = served_version(version, request)
     endpoint = request.url.path.rstrip("/").rsplit("/", 1)[-1]
     if endpoint not in found.endpoints:
@@ -242,9 +244,10 @@ def subscription_details(
     fmt = negotiation.choose_format(request)
     window = negotiation.date_range(request, request.app.state.settings.today())
     wanted = negotiation.subscription_id(request)
-    with transaction(request.app.state.session_factory) as session:
+    # A plain connection (no ORM session): two prebuilt statements read the whole tree.
+    with request.app.state.engine.connect() as connection:
         tree = details.build_details(
-            session, caller.company_id, caller.environment, wanted, version.v4_fields
+            connection, caller.company_id, caller.environment, wanted, version.v4_fields
         )
     if tree is None:
         raise NotFound(
