@@ -19,6 +19,7 @@ from billing_api.api.deps import ApiCaller, CallerDep, api_router
 from billing_api.api.errors import VersionGone
 from billing_api.api.openapi_docs import document_responses
 from billing_api.api.versions import CURRENT, SERVED, VERSIONS, ApiVersion
+from billing_api.db import read_statements
 from billing_api.errors import NotFound
 from billing_api.export import details
 from billing_api.export.documents import invoice_shape
@@ -245,7 +246,7 @@ def subscription_details(
     window = negotiation.date_range(request, request.app.state.settings.today())
     wanted = negotiation.subscription_id(request)
     # A plain connection (no ORM session): two prebuilt statements read the whole tree.
-    with request.app.state.engine.connect() as connection:
+    with read_statements(request.app.state.engine) as connection:
         tree = details.build_details(
             connection, caller.company_id, caller.environment, wanted, version.v4_fields
         )
