@@ -375,6 +375,31 @@ requests/s. Fixed, in order of gain:
 Together: 207 → 370 requests/s on SQLite and 138 → 232 on PostgreSQL (quick runs, 64
 connections), 1.77 ms alone on the wire.
 
+**Small requests, second round** (section 4, issue 14): one invoice's v4 document
+(`/api/v4/invoices/{InvoiceID}?format=json|xml`) and `subscriptiondetails`. Profiled with
+py-spy on the server under `wrk` and cProfile in process; fixed, in order of gain:
+- `subscriptiondetails` loaded the subscription, plan, category, period and each resource's
+  rate period as ORM entities (5 + N queries): now two prebuilt Core statements
+  (`export/details.py`), output byte-identical;
+- the one-invoice document built and compiled its two 40-column statements per request and
+  looked the invoice up in a second connection: now both are compiled once
+  (`prepared_*_query(invoice_id=…)`, a client-side cursor on PostgreSQL), the look-up too
+  (`einvoice.source.find_invoice`), all on one connection and snapshot;
+- the version check was a sync dependency, one more hand-off to a worker thread per
+  request: now `async` (it does no I/O);
+- the key look-up ran in an ORM session's transaction: now a plain connection whose single
+  statement stands alone (`db.read_statements`: autocommit on PostgreSQL, no BEGIN on
+  SQLite), still read from the primary on every request (no caching between requests);
+- PostgreSQL connections were pinged on every checkout: now only after a second's rest
+  (`db.PING_AFTER_IDLE`), with a failed statement on a dead connection invalidating the
+  pool as before.
+Per request, the server process's CPU time (quick runs, 64 connections, before and after
+alternately, load average 13–22 on 2 cores): SQLite one invoice 3.65 → 1.09 ms (JSON) and
+4.00 → 1.04 ms (XML), `subscriptiondetails` 2.74 → 1.14 ms; PostgreSQL 6.50 → 2.01,
+6.86 → 1.98 and 5.03 → 1.63 ms; `/healthz` 0.3–0.4 ms. Large exports are unchanged: the
+in-process export of the 20,000-line demo takes the same CPU time before and after (0.35 s),
+and the collection routes' code is untouched except for the version check.
+
 **Export rows** (section 1). Rows are read with the driver's own cursor inside the
 SQLAlchemy-managed transaction, so the product reads as the floor does. On PostgreSQL a
 thread fetches the next batch while the current one is written, so the server computes rows
@@ -418,15 +443,19 @@ the server's idle peak went from 134 to ~100 MiB once that moved to first use.
   full run (10–13×, 73–142×). A quick run's 20,000 lines cannot show the memory ratio: the
   peer needs 8–17 KiB a line (ORM entities, the whole tree, the whole body), our server stays
   near its idle ~100 MiB, so at 20,000 lines the peer's 250–400 MiB is only a few times that.
-- **Small requests (target ≥ 0.5 × `/healthz`)**: 0.15 (SQLite) and 0.09 (PostgreSQL) in the
-  full run (0.15 and 0.11 in a quieter quick run). What is left is the framework: measured
-  in process, a FastAPI route with one sync dependency costs 193 µs against 31 µs for an
-  async route without one, because each sync step is a hand-off to a worker thread and back
-  (two per download: the authentication dependency and the handler), and those hand-offs
-  queue behind the GIL at 64 connections. Authentication (0.21 ms) and the document
-  (0.13 ms) are now the smaller part. Reaching 0.5 needs the API path to stay on the event
-  loop: an async driver (psycopg's async connection, SQLite through a dedicated reader
-  thread) for the grant and the small document.
+- **Small requests (target ≥ 0.5 × `/healthz`)**: after the second round, requests/s
+  against `/healthz` in quick runs on a machine loaded 13–22 (2 cores): SQLite 0.35 (one
+  invoice, JSON), 0.44 (XML), 0.46 (`subscriptiondetails`); PostgreSQL 0.45, 0.37, 0.55
+  (before: 0.26, 0.19, 0.21 and 0.09, 0.12, 0.11 in the same alternation). By server CPU per
+  request, which the load disturbs less, 0.27–0.30 on SQLite and 0.20–0.25 on PostgreSQL:
+  on an idle machine the server, not `wrk`, is the bottleneck, so expect about those. What
+  is left: two hand-offs to worker threads per request (the authentication dependency and
+  the handler; their wake-ups, `Condition.notify`, were a fifth of the server's busy samples
+  under `wrk`), the access log line that `/healthz` does not write (~7 %), and on
+  PostgreSQL five round trips (key; BEGIN, look-up, header, lines, ROLLBACK). Next: the key
+  look-up on the event loop (psycopg's async connection; on SQLite a connection owned by
+  the loop, with a short busy timeout), leaving one hand-off; the invoice look-up and the
+  header in one statement.
 - **Billing at quick sizes**: at 100,000 subscriptions both databases meet ≤ 2× (section 5);
   a quick run's 5,000 subscriptions show SQLite at about 2.6×, as the run's fixed costs
   (catalog and pricing set-up, four transactions) weigh more on 50,000 lines. What is left
