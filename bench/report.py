@@ -393,10 +393,11 @@ py-spy on the server under `wrk` and cProfile in process; fixed, in order of gai
 - PostgreSQL connections were pinged on every checkout: now only after a second's rest
   (`db.PING_AFTER_IDLE`), with a failed statement on a dead connection invalidating the
   pool as before.
-Per request, the server process's CPU time (quick runs, 64 connections, before and after
-alternately, load average 13–22 on 2 cores): SQLite one invoice 3.65 → 1.09 ms (JSON) and
-4.00 → 1.04 ms (XML), `subscriptiondetails` 2.74 → 1.14 ms; PostgreSQL 6.50 → 2.01,
-6.86 → 1.98 and 5.03 → 1.63 ms; `/healthz` 0.3–0.4 ms. Large exports are unchanged: the
+Per request, the server process's CPU time (`bench/load.py --quick`, 64 connections, the
+baseline and this tree alternately, two rounds each, lowest; load average 8–26 on 2 cores,
+other work running): SQLite one invoice 3.65 → 1.05 ms (JSON) and 4.00 → 0.96 ms (XML),
+`subscriptiondetails` 2.69 → 1.14 ms; PostgreSQL 6.50 → 2.01, 6.86 → 1.98 and
+5.03 → 1.63 ms; `/healthz` 0.31–0.39 ms throughout. Large exports are unchanged: the
 in-process export of the 20,000-line demo takes the same CPU time before and after (0.35 s),
 and the collection routes' code is untouched except for the version check.
 
@@ -444,18 +445,23 @@ the server's idle peak went from 134 to ~100 MiB once that moved to first use.
   peer needs 8–17 KiB a line (ORM entities, the whole tree, the whole body), our server stays
   near its idle ~100 MiB, so at 20,000 lines the peer's 250–400 MiB is only a few times that.
 - **Small requests (target ≥ 0.5 × `/healthz`)**: after the second round, requests/s
-  against `/healthz` in quick runs on a machine loaded 13–22 (2 cores): SQLite 0.35 (one
-  invoice, JSON), 0.44 (XML), 0.46 (`subscriptiondetails`); PostgreSQL 0.45, 0.37, 0.55
-  (before: 0.26, 0.19, 0.21 and 0.09, 0.12, 0.11 in the same alternation). By server CPU per
-  request, which the load disturbs less, 0.27–0.30 on SQLite and 0.20–0.25 on PostgreSQL:
-  on an idle machine the server, not `wrk`, is the bottleneck, so expect about those. What
-  is left: two hand-offs to worker threads per request (the authentication dependency and
-  the handler; their wake-ups, `Condition.notify`, were a fifth of the server's busy samples
-  under `wrk`), the access log line that `/healthz` does not write (~7 %), and on
-  PostgreSQL five round trips (key; BEGIN, look-up, header, lines, ROLLBACK). Next: the key
-  look-up on the event loop (psycopg's async connection; on SQLite a connection owned by
-  the loop, with a short busy timeout), leaving one hand-off; the invoice look-up and the
-  header in one statement.
+  against `/healthz` in the same quick runs (load 8–26 on 2 cores, so each figure swings
+  with the neighbours' work): SQLite one invoice 0.35–0.76 (JSON), 0.44–1.57 (XML),
+  `subscriptiondetails` 0.26–0.46; PostgreSQL 0.30–0.45, 0.37–0.51, 0.38–0.55 (before:
+  SQLite 0.11–0.26, 0.07–0.19, 0.21–0.24; PostgreSQL 0.09–0.17, 0.12–0.16, 0.11–0.32). By
+  server CPU per request, which the load disturbs less: 0.29, 0.32, 0.27 on SQLite and 0.19,
+  0.20, 0.24 on PostgreSQL (before 0.09, 0.08, 0.12 and 0.05, 0.05, 0.07). When the server,
+  not `wrk`, is the bottleneck the CPU ratio is what requests/s will show, so the target is
+  not met reliably yet. What is left: two hand-offs to worker threads per request (the
+  authentication dependency and the handler; their wake-ups, `Condition.notify`, were a
+  fifth of the server's busy samples under `wrk`), the access log line that `/healthz` does
+  not write (~7 %), and on PostgreSQL six round trips (the key; BEGIN, look-up, header,
+  lines, ROLLBACK). Next: the key look-up on the event loop (psycopg's async connection; on
+  SQLite a connection owned by the loop with a short busy timeout, and the rate limiter's
+  Redis calls kept off the loop), leaving one hand-off; the invoice look-up and the header
+  in one statement. At scale the look-up by `InvoiceID` scans the partner's invoices of
+  that kind (`ix_invoices_partner_date`; the unique index leads with the sender): an index
+  on (partner, environment, kind, number) would make it one probe.
 - **Billing at quick sizes**: at 100,000 subscriptions both databases meet ≤ 2× (section 5);
   a quick run's 5,000 subscriptions show SQLite at about 2.6×, as the run's fixed costs
   (catalog and pricing set-up, four transactions) weigh more on 50,000 lines. What is left
