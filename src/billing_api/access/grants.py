@@ -70,7 +70,7 @@ _BY_ID = _statement(ApiKey.id == bindparam("wanted"))
 
 def _grant(session: Session | Connection, statement: Executable, wanted: Any
            ) -> tuple[KeyGrant, str] | None:
-    # On the session's connection, in its transaction, without the ORM layer: no entities.
+    # On the given connection (a session's, in its transaction), without the ORM: no entities.
     connection = session.connection() if isinstance(session, Session) else session
     rows = connection.execute(statement, {"wanted": wanted}).all()
     if not rows:
