@@ -85,7 +85,8 @@ def fresh_copy(base: common.Database, suffix: str) -> common.Database:
     if base.backend == "sqlite":
         shutil.copyfile(base.sqlite_path, copy.sqlite_path)
     else:
-        common._postgres_admin(f'CREATE DATABASE "{copy.name}" TEMPLATE "{base.name}"')
+        common._postgres_admin(
+            f'CREATE DATABASE "{copy.server_name}" TEMPLATE "{base.server_name}"')
     return copy
 
 

@@ -13,6 +13,7 @@ file under ``bench/.data/`` exists, so an interrupted build is rebuilt, never ha
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import socket
@@ -125,6 +126,11 @@ class Database:
     def sqlite_path(self) -> Path:
         return DATA / f"{self.name}.db"
 
+    @property
+    def server_name(self) -> str:
+        """The database's name on the PostgreSQL server (``name`` plus the checkout's tag)."""
+        return self.url.rsplit("/", 1)[1]
+
     def env(self, **extra: str) -> dict[str, str]:
         return os.environ | {
             "BILLING_API_DATABASE_URL": self.url,
@@ -146,23 +152,29 @@ class Database:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 Path(f"{self.sqlite_path}{suffix}").unlink(missing_ok=True)
         else:
-            _postgres_admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            _postgres_admin(f'DROP DATABASE IF EXISTS "{self.server_name}" WITH (FORCE)')
 
     def create_empty(self) -> None:
         self.drop()
         DATA.mkdir(parents=True, exist_ok=True)
         if self.backend == "postgresql":
-            _postgres_admin(f'CREATE DATABASE "{self.name}"')
+            _postgres_admin(f'CREATE DATABASE "{self.server_name}"')
         cli(self.env(), "db", "upgrade")
 
     def mark_built(self, **info: Any) -> None:
         self.marker.write_text(json.dumps(info))
 
 
+# PostgreSQL databases live on a server that several checkouts share, while the marker saying
+# one is built lives in the checkout: named per checkout, one checkout's build cannot drop
+# another's database (and its benchmark key) mid-run.
+CHECKOUT_TAG = hashlib.sha256(str(ROOT).encode()).hexdigest()[:6]
+
+
 def database(name: str, backend: str) -> Database:
     if backend == "sqlite":
         return Database(name, backend, f"sqlite:///{DATA / f'{name}.db'}")
-    return Database(name, backend, postgres_url(name))
+    return Database(name, backend, postgres_url(f"{name}_{CHECKOUT_TAG}"))
 
 
 def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:

@@ -7,16 +7,27 @@ Money and quantities are exact on both databases: they are stored as integers in
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Engine, MetaData, create_engine, event, make_url
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    DateTime,
+    Engine,
+    MetaData,
+    create_engine,
+    event,
+    make_url,
+)
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InvalidatePoolError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -111,6 +122,7 @@ def _sqlite_on_connect(dbapi_connection: Any, record: Any) -> None:
 
 
 SQLITE_BEGIN_OPTION = "sqlite_begin"
+SQLITE_NO_BEGIN = "NONE"  # the driver's autocommit: no BEGIN at all
 SQLITE_BUSY_TIMEOUT_OPTION = "sqlite_busy_timeout_ms"
 PG_CONNECT_TIMEOUT = 10  # seconds
 
@@ -129,6 +141,8 @@ def _sqlite_begin(conn: Any) -> None:
     if record.info.get(SQLITE_BUSY_TIMEOUT_OPTION) != wait_ms:
         record.dbapi_connection.execute(f"PRAGMA busy_timeout={wait_ms}")
         record.info[SQLITE_BUSY_TIMEOUT_OPTION] = wait_ms
+    if mode == SQLITE_NO_BEGIN:  # each statement its own transaction (``read_statements``)
+        return
     # Through SQLAlchemy, so that "database is locked" arrives as its OperationalError.
     conn.exec_driver_sql(f"BEGIN {mode}")
 
@@ -169,7 +183,39 @@ def make_engine(url: str, *, pool_size: int | None = None, **kwargs: Any) -> Eng
     if "connect_timeout" not in make_url(url).query:
         connect_args = {"connect_timeout": PG_CONNECT_TIMEOUT, **kwargs.pop("connect_args", {})}
         kwargs["connect_args"] = connect_args
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _ping_when_idle(engine)
+    return engine
+
+
+PING_AFTER_IDLE = 1.0  # seconds a pooled PostgreSQL connection may rest unchecked
+_LAST_USED = "billing_api_last_used"
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """SQLAlchemy's ``pool_pre_ping``, but only for a connection that rested in the pool for
+    more than ``PING_AFTER_IDLE``: a ping on every checkout was a quarter of a small
+    request's round trips (bench/load.py). A dead connection (server restarted, idle timeout)
+    is still found before use; one that died within the last second fails its request with
+    a 503 and, as a disconnect, invalidates the pool so the next request connects afresh."""
+    dialect = engine.dialect
+
+    def stamp(dbapi_connection: Any, record: Any, *_: Any) -> None:
+        record.info[_LAST_USED] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if time.monotonic() - record.info.get(_LAST_USED, -math.inf) < PING_AFTER_IDLE:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                raise InvalidatePoolError() from exc  # the pool reconnects and retries
+            raise
+
+    event.listen(engine, "connect", stamp)
+    event.listen(engine, "checkin", stamp)
+    event.listen(engine, "checkout", checkout)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -200,6 +246,22 @@ def transaction(
             if lock_wait is not None and connection.dialect.name == "postgresql":
                 connection.exec_driver_sql(f"SET LOCAL lock_timeout = {int(lock_wait * 1000)}")
         yield session
+
+
+@contextmanager
+def read_statements(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads that each stand alone (no snapshot shared between them), such
+    as the API key look-up. On PostgreSQL in autocommit: each statement under READ COMMITTED
+    sees a snapshot of its own anyway, and BEGIN and COMMIT were two more round trips per
+    small request (bench/load.py). On SQLite no BEGIN either: the driver runs in autocommit
+    mode, so each statement is its own (read) transaction, and BEGIN went through all of
+    SQLAlchemy's execution path."""
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            connection.execution_options(**{SQLITE_BEGIN_OPTION: SQLITE_NO_BEGIN})
+        yield connection
 
 
 def is_lock_timeout(exc: OperationalError) -> bool:

@@ -13,7 +13,7 @@ import hmac
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Executable, bindparam, select
+from sqlalchemy import Connection, Executable, bindparam, select
 from sqlalchemy.orm import Session
 
 from billing_api.access import keys
@@ -68,9 +68,11 @@ _BY_DIGEST = _statement(ApiKey.digest == bindparam("wanted"))
 _BY_ID = _statement(ApiKey.id == bindparam("wanted"))
 
 
-def _grant(session: Session, statement: Executable, wanted: Any) -> tuple[KeyGrant, str] | None:
-    # On the session's connection, in its transaction, without the ORM layer: no entities.
-    rows = session.connection().execute(statement, {"wanted": wanted}).all()
+def _grant(session: Session | Connection, statement: Executable, wanted: Any
+           ) -> tuple[KeyGrant, str] | None:
+    # On the given connection (a session's, in its transaction), without the ORM: no entities.
+    connection = session.connection() if isinstance(session, Session) else session
+    rows = connection.execute(statement, {"wanted": wanted}).all()
     if not rows:
         return None
     key_id, company_id, environment, prefix, expires, revoked, used, enabled, digest, _ = rows[0]
@@ -80,7 +82,8 @@ def _grant(session: Session, statement: Executable, wanted: Any) -> tuple[KeyGra
     return grant, digest
 
 
-def grant_for_secret(session: Session, settings: Settings, secret: str) -> KeyGrant | None:
+def grant_for_secret(session: Session | Connection, settings: Settings, secret: str
+                     ) -> KeyGrant | None:
     """The grant of the key whose digest matches ``secret``, or None. Always computes the
     digest and queries, so a malformed or unknown key costs what a valid one does."""
     wanted = keys.digest(settings, secret)
@@ -97,13 +100,13 @@ def grant_for_secret(session: Session, settings: Settings, secret: str) -> KeyGr
     return None
 
 
-def grant_for_key_id(session: Session, key_id: int) -> KeyGrant | None:
+def grant_for_key_id(session: Session | Connection, key_id: int) -> KeyGrant | None:
     """The grant of key ``key_id``, or None."""
     found = _grant(session, _BY_ID, key_id)
     return found[0] if found is not None else None
 
 
-def grant_for_digest(session: Session, key_digest: str) -> KeyGrant | None:
+def grant_for_digest(session: Session | Connection, key_digest: str) -> KeyGrant | None:
     """The grant of the key whose stored digest is ``key_digest`` (a verified download link
     names it so), or None."""
     found = _grant(session, _BY_DIGEST, key_digest)

@@ -22,7 +22,6 @@ from zoneinfo import ZoneInfo
 
 from fastapi import Request, Response
 from sqlalchemy import Connection, select
-from sqlalchemy.orm import Session
 
 from billing_api.api import negotiation
 from billing_api.api.deps import ApiCaller
@@ -263,11 +262,11 @@ def invoice_validators(version: ApiVersion, endpoint: str, fmt: str, embed_pdf: 
 # --- subscription details --------------------------------------------------------------------
 
 
-def details_validators(session: Session, caller: ApiCaller, subscription_id: int,
+def details_validators(connection: Connection, caller: ApiCaller, subscription_id: int,
                        body: bytes) -> Validators:
     """The body's digest; Last-Modified: the subscription's creation or the last import that
     changed data, whichever is later."""
-    created, changed = session.execute(
+    created, changed = connection.execute(
         select(Subscription.created_at, *revision_columns()[1:])
         .where(Subscription.id == subscription_id, Subscription.partner_id == caller.company_id,
                Subscription.environment == caller.environment)).one()

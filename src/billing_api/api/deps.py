@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from sqlalchemy import update
+from sqlalchemy import Connection, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -53,7 +53,7 @@ from billing_api.access.ratelimit import (
     count_failed_auth,
 )
 from billing_api.access.redaction import install_log_redaction
-from billing_api.db import is_lock_timeout, transaction, utcnow
+from billing_api.db import is_lock_timeout, read_statements, transaction, utcnow
 from billing_api.settings import Settings
 
 log = logging.getLogger("billing_api.access")
@@ -109,8 +109,10 @@ def authenticate_request(request: Request) -> ApiCaller:
             # Audited under what the limit counts: an IPv6 client's /64.
             attempt.address = client_bucket(address) if address else ""
             raise
-        with transaction(factory) as session:
-            grant = _check(session, settings, request, resolved, attempt)
+        # The primary's engine, a plain connection (no ORM session): every request reads
+        # the key, switch and whitelist afresh.
+        with read_statements(request.app.state.engine) as connection:
+            grant = _check(connection, settings, request, resolved, attempt)
             caller = ApiCaller(grant.company_id, grant.key_id, grant.environment,
                                grant.display_prefix, attempt.address)
             stale = grant.last_used_at
@@ -161,7 +163,7 @@ def _move_to_current_pepper(factory: sessionmaker[Session], settings: Settings, 
         log.info("API key %s moved to pepper %s", key_id, settings.pepper_id)
 
 
-def _check(session: Session, settings: Settings, request: Request, resolved: Resolved,
+def _check(connection: Connection, settings: Settings, request: Request, resolved: Resolved,
            attempt: _Attempt) -> grants.KeyGrant:
     header = request.headers.get("x-api-key")
     token = request.query_params.get(links.TOKEN_PARAM)
@@ -173,7 +175,7 @@ def _check(session: Session, settings: Settings, request: Request, resolved: Res
         parsed = keys.parse_secret(secret)
         # Digest and lookup run whatever the format, so a malformed key costs what a valid
         # one does.
-        grant = grants.grant_for_secret(session, settings, secret)
+        grant = grants.grant_for_secret(connection, settings, secret)
         if parsed is None:
             raise MalformedKey("the API key is malformed (checksum mismatch): copy it again")
         attempt.key_prefix = parsed.display_prefix
@@ -183,7 +185,7 @@ def _check(session: Session, settings: Settings, request: Request, resolved: Res
         assert token is not None
         key_digest = links.verify_link(settings, token, request.url.path,
                                        request.query_params.multi_items())
-        grant = grants.grant_for_digest(session, key_digest)
+        grant = grants.grant_for_digest(connection, key_digest)
         if grant is None:
             raise BadToken("the download link's key does not exist: create a new link")
     attempt.company_id, attempt.key_id, attempt.key_prefix = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request, Response
+from sqlalchemy import Connection
 
 from billing_api.access import links
 from billing_api.api import conditional, einvoice_bulk, negotiation
@@ -20,7 +21,6 @@ from billing_api.api.openapi_docs import DOCUMENT_HEADERS, not_modified_response
 from billing_api.api.openapi_problems import error_responses
 from billing_api.api.routes import ApiKey, served_version
 from billing_api.api.versions import CURRENT, SERVED, ApiVersion
-from billing_api.db import transaction
 from billing_api.einvoice import documents
 from billing_api.errors import NotFound
 from billing_api.export.documents import invoice_shape
@@ -28,7 +28,7 @@ from billing_api.export.stream import document_response, open_export
 from billing_api.sync.state import invoice_state
 
 
-def resolve_version(
+async def resolve_version(
     version: Annotated[
         str,
         Path(description=f"The API version: single invoices exist from {CURRENT} on.",
@@ -36,6 +36,7 @@ def resolve_version(
     ],
     request: Request,
 ) -> ApiVersion:
+    # async: no I/O, so no hand-off to a worker thread (see routes.resolve_version).
     found = served_version(version, request)
     if not found.v4_fields:
         raise NotFound(
@@ -90,9 +91,13 @@ def _one_invoice(endpoint: str, summary: str) -> None:
         if form is None and request.query_params.get("format") is None and _accepts_pdf(request):
             form = "pdf"
         fmt = form or negotiation.choose_format(request)
-        with transaction(request.app.state.read_session_factory) as session:
-            # One indexed statement decides a 304; the e-invoice is read in its snapshot.
-            state = invoice_state(session.connection(), documents.KINDS[endpoint],
+        # One connection and snapshot for the whole answer: an indexed statement decides a
+        # 304, and the invoice is read in the same snapshot (a checkout and a transaction cost
+        # about as much as the whole small document: bench/load.py).
+        connection = open_export(request.app.state.read_engine)
+        handed_over = False
+        try:
+            state = invoice_state(connection, documents.KINDS[endpoint],
                                   caller.company_id, caller.environment, invoice_id)
             validated: dict[str, str] = {}
             if state is not None:  # else the answer is a 404, below
@@ -102,11 +107,16 @@ def _one_invoice(endpoint: str, summary: str) -> None:
                     return conditional.not_modified(
                         einvoice_bulk.headers_for(version, None) | current.headers())
                 validated = current.headers()
-            if form is not None:
-                inv = documents.load(session.connection(), endpoint, caller.company_id,
-                                     caller.environment, invoice_id)
-        if form is None:
-            return _v4_document(request, caller, version, endpoint, invoice_id, fmt, validated)
+            if form is None:
+                response = _v4_document(connection, caller, version, endpoint, invoice_id,
+                                        fmt, validated)
+                handed_over = True  # the streamed document closes it
+                return response
+            inv = documents.load(connection, endpoint, caller.company_id, caller.environment,
+                                 invoice_id)
+        finally:
+            if not handed_over:
+                connection.close()
         body = documents.render(inv, form, embed_pdf=embed_it)
         suffix = "pdf" if form == "pdf" else "xml"
         headers = einvoice_bulk.headers_for(version, f"{inv.header.number}.{suffix}")
@@ -125,15 +135,14 @@ def _one_invoice(endpoint: str, summary: str) -> None:
     )
 
 
-def _v4_document(request: Request, caller: ApiCaller, version: ApiVersion, endpoint: str,
-                 number: str, fmt: str, validated: dict[str, str]) -> Response:
-    """The v4 XML or JSON document holding only this invoice."""
-    with transaction(request.app.state.read_session_factory) as session:
-        header = documents.find(session.connection(), endpoint, caller.company_id,
-                                caller.environment, number)
+def _v4_document(connection: Connection, caller: ApiCaller, version: ApiVersion,
+                 endpoint: str, number: str, fmt: str, validated: dict[str, str]) -> Response:
+    """The v4 XML or JSON document holding only this invoice, read on ``connection`` (the
+    caller's snapshot), which the streamed document closes once it is sent."""
+    header = documents.find(connection, endpoint, caller.company_id, caller.environment,
+                            number)
     day = negotiation.parse_date("Date", header.date)
     scope = negotiation.scope_for(caller.company_id, caller.environment, (day, day))
-    connection = open_export(request.app.state.read_engine)
     shape = invoice_shape(endpoint, version.v4_fields)
     body = documents.v4_document(connection, shape, scope, fmt, header.id)
     # Named as the collections name theirs (the window is the invoice's day): <InvoiceID>.xml

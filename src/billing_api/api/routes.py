@@ -18,7 +18,7 @@ from billing_api.api.deps import ApiCaller, CallerDep, api_router
 from billing_api.api.errors import VersionGone
 from billing_api.api.openapi_docs import document_responses
 from billing_api.api.versions import CURRENT, SERVED, VERSIONS, ApiVersion
-from billing_api.db import transaction
+from billing_api.db import read_statements
 from billing_api.errors import NotFound
 from billing_api.export import details
 from billing_api.export.documents import invoice_shape
@@ -58,7 +58,7 @@ def served_version(version: str, request: Request) -> ApiVersion:
     return found
 
 
-def resolve_version(
+async def resolve_version(
     version: Annotated[
         str,
         Path(
@@ -71,7 +71,10 @@ def resolve_version(
     request: Request,
 ) -> ApiVersion:
     """The requested version; 404 for an unknown one, 410 for one no longer served, 404 for
-    an endpoint the version does not have."""
+    an endpoint the version does not have.
+
+    ``async`` although it does no I/O: FastAPI runs a sync dependency on a worker thread, and
+    each such hand-off cost more than the check (bench/load.py)."""
     found = served_version(version, request)
     endpoint = request.url.path.rstrip("/").rsplit("/", 1)[-1]
     if endpoint not in found.endpoints:
@@ -260,9 +263,10 @@ def subscription_details(
     fmt = negotiation.choose_format(request)
     window = negotiation.date_range(request, request.app.state.settings.today())
     wanted = negotiation.subscription_id(request)
-    with transaction(request.app.state.read_session_factory) as session:
+    # A plain connection (no ORM session): two prebuilt statements read the whole tree.
+    with read_statements(request.app.state.read_engine) as connection:
         tree = details.build_details(
-            session, caller.company_id, caller.environment, wanted, version.v4_fields
+            connection, caller.company_id, caller.environment, wanted, version.v4_fields
         )
         if tree is None:
             raise NotFound(
@@ -271,7 +275,7 @@ def subscription_details(
             )
         body = details.to_xml(tree) if fmt == "xml" else details.to_json(tree)
         # Small and without price lines: the tag is the body's digest, exact by construction.
-        current = conditional.details_validators(session, caller, wanted, body)
+        current = conditional.details_validators(connection, caller, wanted, body)
     # Named after the subscription: two subscriptions' files must not collide (curl -OJ).
     label = f"{wanted}_{negotiation.compact(window[0])}_{negotiation.compact(window[1])}"
     headers = _headers(version, "subscriptiondetails", fmt, label) | current.headers()

@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from billing_api.billing.models import Invoice, PriceLine
 from billing_api.einvoice import pdf, ubl
 from billing_api.einvoice import source as s
 from billing_api.einvoice.zipstream import ZipStream
@@ -79,17 +78,18 @@ def v4_document(
 ) -> Generator[bytes, None, None]:
     """The v4 XML or JSON document holding only invoice ``invoice_id`` (dated in ``scope``),
     written by the export's own writer and merge; closes ``connection``."""
-    dialect = connection.dialect.name
+    dialect = connection.dialect
+    # Compiled once per document kind, read with the driver's cursor (as the collections).
     headers = export_source.stream(
         connection,
-        export_source.invoice_query(dialect, shape.kind, scope).where(Invoice.id == invoice_id),
+        export_source.prepared_invoice_query(dialect, shape.kind, scope, invoice_id=invoice_id),
     )
     lines = export_source.stream(
         connection,
-        export_source.line_query(
+        export_source.prepared_line_query(
             dialect, shape.kind, scope, with_attributes=shape.subscription_details,
-            with_sales=shape.consolidated,
-        ).where(PriceLine.invoice_id == invoice_id),
+            with_sales=shape.consolidated, invoice_id=invoice_id,
+        ),
     )
     try:
         yield from merge(writer_for(shape, fmt), shape, headers, lines)

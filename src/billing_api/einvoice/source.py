@@ -15,9 +15,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, String, cast, select
+from sqlalchemy import BigInteger, Connection, String, bindparam, cast, select
+from sqlalchemy.engine import Dialect
 
 from billing_api.access.models import Company
 from billing_api.billing.models import BillingRun, Invoice, PriceLine, TaxZone
@@ -144,16 +146,34 @@ def find_invoice(
 ) -> Header | None:
     """The caller's ``kind`` invoice numbered ``number``; None for a missing one and for one
     of another partner or environment alike."""
-    i = Invoice
-    row = connection.execute(
-        select(*_header_columns(connection.dialect.name)).where(
-            i.partner_id == partner_id,
-            i.environment == environment,
-            i.kind == kind,
-            i.invoice_number == number,
-        )
-    ).first()
+    sql, constants, order = _find_sql(connection.dialect)
+    values = constants | {"partner": partner_id, "environment": environment, "kind": kind,
+                          "number": number}
+    params = tuple(values[name] for name in order) if order is not None else values
+    # The driver's cursor with SQL compiled once: a one-invoice download's first query.
+    rows = export_source.stream(connection, export_source.Prepared(sql, params, ""))
+    try:
+        row = next(rows, None)
+    finally:
+        rows.close()
     return None if row is None else _header(row)
+
+
+@lru_cache(maxsize=8)
+def _find_sql(dialect: Dialect) -> tuple[str, dict[str, Any], tuple[str, ...] | None]:
+    i = Invoice
+    compiled = (
+        select(*_header_columns(dialect.name))
+        .where(
+            i.partner_id == bindparam("partner"),
+            i.environment == bindparam("environment"),
+            i.kind == bindparam("kind"),
+            i.invoice_number == bindparam("number"),
+        )
+        .compile(dialect=dialect)
+    )
+    order = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
+    return str(compiled), dict(compiled.params), order
 
 
 def invoice_lines(

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, select
 
 from billing_api.catalog.models import (
     PlanCategory,
@@ -52,67 +51,127 @@ def _date(value: Any) -> str:
     return "" if value is None else value.strftime("%Y%m%d")
 
 
+# Two statements built once (Core, not ORM): one row for the subscription with its plan,
+# category and period, then its resources. Loading entities one by one took seven queries
+# and most of a request's time (bench/load.py).
+_SUBSCRIPTION = (
+    select(
+        Subscription.id,
+        Subscription.start_date,
+        Subscription.expiration_date,
+        PlanPeriod.id,
+        PlanPeriod.period,
+        PlanPeriod.period_type,
+        PlanPeriod.billing_period,
+        PlanPeriod.billing_period_type,
+        PlanPeriod.setup_sku,
+        PlanPeriod.subscription_sku,
+        PlanPeriod.renewal_sku,
+        PlanPeriod.transfer_sku,
+        PlanPeriod.cancellation_sku,
+        ServicePlan.id,
+        ServicePlan.names,
+        ServicePlan.name,
+        PlanCategory.id,
+        PlanCategory.name,
+    )
+    .join(ServicePlan, ServicePlan.id == Subscription.plan_id)
+    .join(PlanCategory, PlanCategory.id == ServicePlan.category_id)
+    .join(PlanPeriod, PlanPeriod.id == Subscription.plan_period_id)
+    .where(
+        Subscription.id == bindparam("subscription_id"),
+        Subscription.partner_id == bindparam("partner_id"),
+        Subscription.environment == bindparam("environment"),
+    )
+)
+_RESOURCES = (
+    select(
+        Resource.id,
+        Resource.names,
+        Resource.name,
+        ResourceRate.included_value,
+        SubscriptionResource.amount,
+        Resource.manufacturer,
+        Resource.manufacturer_name,
+        Resource.mp_number,
+        Resource.measure_units,
+        Resource.measure_unit,
+        ResourceRate.id,
+        ResourceRate.setup_sku,
+        ResourceRate.recurring_sku,
+        ResourceRate.overuse_sku,
+        ResourceRate.cancellation_sku,
+        RatePeriod.id,
+        RatePeriod.term,
+        RatePeriod.term_type,
+        RatePeriod.billing_period,
+        RatePeriod.billing_period_type,
+        RatePeriod.sku,
+    )
+    .select_from(SubscriptionResource)
+    .join(ResourceRate, ResourceRate.id == SubscriptionResource.resource_rate_id)
+    .join(Resource, Resource.id == ResourceRate.resource_id)
+    .outerjoin(RatePeriod, RatePeriod.id == SubscriptionResource.rate_period_id)
+    .where(SubscriptionResource.subscription_id == bindparam("subscription_id"))
+    .order_by(SubscriptionResource.id)
+)
+
+
 def build_details(
-    session: Session, partner_id: int, environment: str, subscription_id: int, v4: bool
+    connection: Connection, partner_id: int, environment: str, subscription_id: int, v4: bool
 ) -> Node | None:
     """The document tree, or None when the subscription is not the caller's to see."""
     if subscription_id > MAX_ID:
         return None
-    sub = session.scalar(
-        select(Subscription).where(
-            Subscription.id == subscription_id,
-            Subscription.partner_id == partner_id,
-            Subscription.environment == environment,
-        )
-    )
+    sub = connection.execute(
+        _SUBSCRIPTION,
+        {"subscription_id": subscription_id, "partner_id": partner_id,
+         "environment": environment},
+    ).first()
     if sub is None:
         return None
-    plan = session.get_one(ServicePlan, sub.plan_id)
-    category = session.get_one(PlanCategory, plan.category_id)
-    period = session.get_one(PlanPeriod, sub.plan_period_id)
-    rows = session.execute(
-        select(SubscriptionResource, ResourceRate, Resource)
-        .join(ResourceRate, ResourceRate.id == SubscriptionResource.resource_rate_id)
-        .join(Resource, Resource.id == ResourceRate.resource_id)
-        .where(SubscriptionResource.subscription_id == sub.id)
-        .order_by(SubscriptionResource.id)
-    ).all()
+    (sub_id, start, expiration, period_id, period, period_type, billing_period,
+     billing_period_type, setup_sku, subscription_sku, renewal_sku, transfer_sku,
+     cancellation_sku, plan_id, plan_names, plan_name, category_id, category_name) = sub
     resources = []
-    for sr, rate, resource in rows:
+    for row in connection.execute(_RESOURCES, {"subscription_id": sub_id}):
+        (resource_id, names, name, included, amount, manufacturer, manufacturer_name,
+         mp_number, measure_units, measure_unit, rate_id, rate_setup, rate_recurring,
+         rate_overuse, rate_cancellation, rp_id, term, term_type, rp_billing_period,
+         rp_billing_period_type, rp_sku) = row
         node: Node = [
-            ("ResourceId", resource.id),
-            ("ResourceName", _translations(resource.names, resource.name)),
-            ("IncludedValue", rate.included_value),
-            ("Amount", sr.amount),
-            ("Manufacturer", resource.manufacturer),
-            ("ManufacturerName", resource.manufacturer_name),
-            ("MPNumber", resource.mp_number),
-            ("MeasureUnit", _translations(resource.measure_units, resource.measure_unit)),
+            ("ResourceId", resource_id),
+            ("ResourceName", _translations(names, name)),
+            ("IncludedValue", included),
+            ("Amount", amount),
+            ("Manufacturer", manufacturer),
+            ("ManufacturerName", manufacturer_name),
+            ("MPNumber", mp_number),
+            ("MeasureUnit", _translations(measure_units, measure_unit)),
             (
                 "ResourceRate",
                 [
-                    ("PlanRateId", rate.id),
-                    ("SetupSKU", rate.setup_sku),
-                    ("RecurringSKU", rate.recurring_sku),
-                    ("OveruseSKU", rate.overuse_sku),
-                    ("CancellationSKU", rate.cancellation_sku),
+                    ("PlanRateId", rate_id),
+                    ("SetupSKU", rate_setup),
+                    ("RecurringSKU", rate_recurring),
+                    ("OveruseSKU", rate_overuse),
+                    ("CancellationSKU", rate_cancellation),
                 ],
             ),
         ]
         if v4:
-            rp = session.get(RatePeriod, sr.rate_period_id) if sr.rate_period_id else None
             node.append(
                 (
                     "ResourceRatePeriod",
                     None
-                    if rp is None
+                    if rp_id is None
                     else [
-                        ("RatePeriodId", rp.id),
-                        ("Term", rp.term),
-                        ("TermType", rp.term_type),
-                        ("BillingPeriod", rp.billing_period),
-                        ("BillingPeriodType", rp.billing_period_type),
-                        ("SKU", rp.sku),
+                        ("RatePeriodId", rp_id),
+                        ("Term", term),
+                        ("TermType", term_type),
+                        ("BillingPeriod", rp_billing_period),
+                        ("BillingPeriodType", rp_billing_period_type),
+                        ("SKU", rp_sku),
                     ],
                 )
             )
@@ -121,33 +180,33 @@ def build_details(
         (
             "Subscription",
             [
-                ("SubscriptionId", sub.id),
-                ("StartDate", _date(sub.start_date)),
-                ("ExpirationDate", _date(sub.expiration_date)),
-                ("Period", period.period),
-                ("PeriodType", period.period_type),
-                ("BillingPeriod", period.billing_period),
-                ("BillingPeriodType", period.billing_period_type),
+                ("SubscriptionId", sub_id),
+                ("StartDate", _date(start)),
+                ("ExpirationDate", _date(expiration)),
+                ("Period", period),
+                ("PeriodType", period_type),
+                ("BillingPeriod", billing_period),
+                ("BillingPeriodType", billing_period_type),
             ],
         ),
         (
             "ServicePlan",
             [
-                ("PlanId", plan.id),
-                ("PlanName", _translations(plan.names, plan.name)),
-                ("PlanCategoryId", category.id),
-                ("PlanCategoryName", category.name),
+                ("PlanId", plan_id),
+                ("PlanName", _translations(plan_names, plan_name)),
+                ("PlanCategoryId", category_id),
+                ("PlanCategoryName", category_name),
             ],
         ),
         (
             "ServicePlanPeriod",
             [
-                ("PlanPeriodId", period.id),
-                ("SetupSKU", period.setup_sku),
-                ("SubscriptionSKU", period.subscription_sku),
-                ("RenewalSKU", period.renewal_sku),
-                ("TransferSKU", period.transfer_sku),
-                ("CancellationSKU", period.cancellation_sku),
+                ("PlanPeriodId", period_id),
+                ("SetupSKU", setup_sku),
+                ("SubscriptionSKU", subscription_sku),
+                ("RenewalSKU", renewal_sku),
+                ("TransferSKU", transfer_sku),
+                ("CancellationSKU", cancellation_sku),
             ],
         ),
         ("Resources", Repeated("Resource", resources)),

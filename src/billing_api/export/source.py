@@ -309,48 +309,62 @@ class Prepared:
 
     sql: str
     params: Any  # a tuple for positional drivers (sqlite3), a dict for named ones (psycopg)
-    cursor_name: str  # the server-side cursor's name on PostgreSQL
+    cursor_name: str  # the server-side cursor's name on PostgreSQL; "" for a client-side one
 
 
 @lru_cache(maxsize=64)
 def _compiled(
     dialect: Dialect, query: str, kind: str, with_attributes: bool, with_sales: bool,
-    since: bool,
+    since: bool, one_invoice: bool = False,
 ) -> tuple[str, dict[str, Any], tuple[str, ...] | None]:
     """SQL text, constant parameters and (positional drivers) parameter order; once per
     engine's dialect and document kind."""
     if query == "lines":
         stmt = _line_query(dialect.name, kind, with_attributes, with_sales, since)
+        if one_invoice:
+            stmt = stmt.where(PriceLine.invoice_id == bindparam("scope_invoice"))
     else:
         stmt = _invoice_query(dialect.name, kind, since)
+        if one_invoice:
+            stmt = stmt.where(Invoice.id == bindparam("scope_invoice"))
     compiled = stmt.compile(dialect=dialect)
     order = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
     return str(compiled), dict(compiled.params), order
 
 
 def _prepared(
-    dialect: Dialect, query: str, kind: str, scope: Scope, with_attributes: bool, with_sales: bool
+    dialect: Dialect, query: str, kind: str, scope: Scope, with_attributes: bool,
+    with_sales: bool, invoice_id: int | None = None,
 ) -> Prepared:
+    one = invoice_id is not None
     sql, constants, order = _compiled(dialect, query, kind, with_attributes, with_sales,
-                                      scope.since is not None)
+                                      scope.since is not None, one)
     values = constants | _scope_values(scope)
+    if one:
+        values["scope_invoice"] = invoice_id
     if dialect.name == "sqlite":  # SQLite keeps dates as ISO text (SQLAlchemy's DATE storage)
         values["scope_start"] = scope.start.isoformat()
         values["scope_end"] = scope.end.isoformat()
     params = tuple(values[name] for name in order) if order is not None else values
-    return Prepared(sql, params, f"export_{query}")
+    # One invoice's few rows come at once: a server-side cursor would only add round trips.
+    return Prepared(sql, params, "" if one else f"export_{query}")
 
 
 def prepared_line_query(
-    dialect: Dialect, kind: str, scope: Scope, *, with_attributes: bool, with_sales: bool = False
+    dialect: Dialect, kind: str, scope: Scope, *, with_attributes: bool, with_sales: bool = False,
+    invoice_id: int | None = None,
 ) -> Prepared:
-    """``line_query``, compiled once for ``dialect``."""
-    return _prepared(dialect, "lines", kind, scope, with_attributes, with_sales)
+    """``line_query``, compiled once for ``dialect``; only invoice ``invoice_id``'s lines
+    when given."""
+    return _prepared(dialect, "lines", kind, scope, with_attributes, with_sales, invoice_id)
 
 
-def prepared_invoice_query(dialect: Dialect, kind: str, scope: Scope) -> Prepared:
-    """``invoice_query``, compiled once for ``dialect``."""
-    return _prepared(dialect, "invoices", kind, scope, False, False)
+def prepared_invoice_query(
+    dialect: Dialect, kind: str, scope: Scope, *, invoice_id: int | None = None
+) -> Prepared:
+    """``invoice_query``, compiled once for ``dialect``; only invoice ``invoice_id`` when
+    given."""
+    return _prepared(dialect, "invoices", kind, scope, False, False, invoice_id)
 
 
 def stream(
@@ -371,8 +385,8 @@ def stream(
             result.close()
         return
     driver_connection: Any = connection.connection.dbapi_connection
-    postgresql = connection.dialect.name == "postgresql"
-    if postgresql:
+    server_side = connection.dialect.name == "postgresql" and bool(query.cursor_name)
+    if server_side:
         cursor = driver_connection.cursor(name=query.cursor_name)
     else:
         cursor = driver_connection.cursor()
@@ -380,7 +394,7 @@ def stream(
         cursor.execute(query.sql, query.params)
         batch = cursor.fetchmany(FETCH_ROWS)
         yield from batch
-        if postgresql and len(batch) == FETCH_ROWS:
+        if server_side and len(batch) == FETCH_ROWS:
             # More to come: worth a thread (a small document is done without one).
             yield from _prefetched(cursor)
         else:

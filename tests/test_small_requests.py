@@ -1,0 +1,148 @@
+"""The small requests' hot path (issue 14): one invoice and ``subscriptiondetails`` take one
+connection besides the key look-up, the look-up needs no transaction of its own, and pooled
+PostgreSQL connections are pinged only after resting."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, event, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from billing_api import db
+from billing_api.access.models import Company
+from billing_api.app import create_app
+from billing_api.billing.models import Invoice
+from billing_api.billing.run import bill_partner
+from billing_api.db import make_engine, read_statements, transaction
+from billing_api.environments import Environment
+from billing_api.settings import Settings
+from tests import factories as f
+from tests.access_helpers import Partner, make_partner
+from tests.http_server import serve
+
+
+@dataclass
+class Billed:
+    partner: Partner
+    invoice_number: str
+    subscription_id: int
+
+
+@pytest.fixture
+def billed(factory: sessionmaker[Session], settings: Settings) -> Billed:
+    partner = make_partner(factory, settings)
+    with transaction(factory) as session:
+        f.distributor(session)
+        company = session.get_one(Company, partner.company_id)
+        _, period, rate = f.plan(session, f.vendor(session, "Microsoft"))
+        sub, _ = f.subscription(session, f.customer(session, company), period, rate,
+                                amount=Decimal(3), start=dt.date(2026, 9, 1))
+    with transaction(factory, writer=True) as session:
+        bill_partner(session, partner.company_id, Environment.PRODUCTION, "2026-09",
+                     dt.date(2026, 10, 23))
+    with transaction(factory) as session:
+        number = session.scalars(select(Invoice.invoice_number).where(
+            Invoice.partner_id == partner.company_id, Invoice.kind == "purchase")).one()
+    return Billed(partner, number, sub.id)
+
+
+@pytest.fixture
+def checkouts(settings: Settings) -> Iterator[tuple[str, list[int]]]:
+    """A served app, and the pool checkouts of its engine."""
+    app = create_app(settings)
+    seen: list[int] = []
+    event.listen(app.state.engine, "checkout", lambda *_: seen.append(1))
+    with serve(app) as base:
+        yield base, seen
+
+
+def test_one_invoice_and_details_take_one_connection_besides_the_key_lookup(
+    billed: Billed, checkouts: tuple[str, list[int]]
+) -> None:
+    base, seen = checkouts
+    key = {"X-Api-Key": billed.partner.secret}
+    paths = [f"/api/v4/invoices/{billed.invoice_number}?format=json",
+             f"/api/v4/invoices/{billed.invoice_number}?format=xml",
+             f"/api/v4/subscriptiondetails?subscriptionId={billed.subscription_id}"]
+    # The key's first use stamps last_used_at (a writer connection of its own).
+    assert httpx.get(base + paths[0], headers=key, timeout=30).status_code == 200
+    for path in paths:
+        seen.clear()
+        answer = httpx.get(base + path, headers=key, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert len(seen) == 2, path  # the key look-up, then the document
+    assert billed.invoice_number in httpx.get(base + paths[1], headers=key, timeout=30).text
+    seen.clear()
+    missing = httpx.get(base + "/api/v4/invoices/NOPE-1?format=json", headers=key, timeout=30)
+    assert missing.status_code == 404 and missing.json()["code"] == "invoice_not_found"
+    assert len(seen) == 2
+
+
+def test_read_statements_open_no_transaction(engine: Engine, backend: str) -> None:
+    sent: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        with read_statements(engine) as connection:
+            assert connection.execute(text("SELECT 1")).scalar() == 1
+            if backend == "postgresql":
+                assert connection.connection.dbapi_connection.autocommit  # type: ignore[union-attr]
+        assert sent == ["SELECT 1"]  # no BEGIN (SQLite's goes through SQLAlchemy)
+        with engine.connect() as connection:  # an ordinary connection still begins
+            connection.execute(text("SELECT 1"))
+            if backend == "postgresql":  # autocommit ended with read_statements
+                assert not connection.connection.dbapi_connection.autocommit  # type: ignore[union-attr]
+        if backend == "sqlite":
+            assert sent == ["SELECT 1", "BEGIN DEFERRED", "SELECT 1"]
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+def _backend_pid(engine: Engine) -> Any:
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            return id(connection.connection.dbapi_connection)
+        return connection.execute(text("SELECT pg_backend_pid()")).scalar()
+
+
+def test_a_rested_connection_is_pinged_and_a_dead_one_replaced(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(database_url, pool_size=1)
+    admin = make_engine(database_url)
+    try:
+        first = _backend_pid(engine)
+        if engine.dialect.name == "sqlite":
+            assert _backend_pid(engine) == first  # the pool keeps its connection
+            return
+        with admin.connect() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+            connection.commit()
+        # Used a moment ago: not pinged, so the dead connection fails its statement, which
+        # invalidates the pool (a 503 for that request)...
+        with pytest.raises(OperationalError), engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        second = _backend_pid(engine)  # ...and the next one connects afresh
+        assert second != first
+        with admin.connect() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": second})
+            connection.commit()
+        # After a rest the ping finds it dead first: the pool reconnects, nothing fails.
+        monkeypatch.setattr(db, "PING_AFTER_IDLE", 0.05)
+        time.sleep(0.1)
+        assert _backend_pid(engine) not in (first, second)
+    finally:
+        engine.dispose()
+        admin.dispose()
