@@ -57,10 +57,13 @@ def literal_sql(url: str, statement: Any) -> str:
         engine.dispose()
 
 
-def document_queries(url: str, shape: DocumentShape, where: s.Scope) -> tuple[str, str]:
-    """(invoice query, line query) of one document, as SQL text for the raw driver."""
+def document_queries(url: str, shape: DocumentShape, where: s.Scope,
+                     fmt: str | None = None) -> tuple[str, str]:
+    """(invoice query, line query) of one document, as SQL text for the raw driver; with
+    ``fmt`` the invoice query the product runs for that format (on PostgreSQL it renders
+    headers, receivers and totals)."""
     dialect = "postgresql" if url.startswith("postgresql") else "sqlite"
-    invoices = s.invoice_query(dialect, shape.kind, where)
+    invoices = s.invoice_query(dialect, shape.kind, where, fmt)
     lines = s.line_query(dialect, shape.kind, where, with_attributes=shape.subscription_details,
                          with_sales=shape.consolidated)
     return literal_sql(url, invoices), literal_sql(url, lines)
@@ -92,8 +95,10 @@ def writer_floor(url: str, endpoint: str, fmt: str, partner_id: int,
     """One document through the raw driver and the product's writer; (lines, bytes, CRC-32)
     (CRC 0 without ``checksum``, for timed runs)."""
     shape = invoice_shape(endpoint, v4=True)
-    invoice_sql, line_sql = document_queries(url, shape, scope(partner_id))
-    writer: XmlWriter | JsonWriter = XmlWriter(shape) if fmt == "xml" else JsonWriter(shape)
+    invoice_sql, line_sql = document_queries(url, shape, scope(partner_id), fmt)
+    rendered = s.renders_invoices("postgresql" if url.startswith("postgresql") else "sqlite")
+    writer: XmlWriter | JsonWriter = (XmlWriter(shape, rendered) if fmt == "xml"
+                                      else JsonWriter(shape, rendered))
     counted, ignored = [0], [0]
     size = crc = 0
     if url.startswith("sqlite"):
@@ -114,6 +119,8 @@ def writer_floor(url: str, endpoint: str, fmt: str, partner_id: int,
         import psycopg
 
         with psycopg.connect(sqlalchemy_url_to_libpq(url)) as connection:
+            # As the product's connections (db.make_engine): cursors planned for all rows.
+            connection.execute("SET cursor_tuple_fraction = 1")
             invoices = _postgres_rows(connection, invoice_sql, "floor_invoices", ignored)
             lines = _postgres_rows(connection, line_sql, "floor_lines", counted)
             for chunk in stream._merge(writer, shape, invoices, lines):
