@@ -73,10 +73,12 @@ def xml_escaped(value: str) -> str:
 def money(units: str) -> str:
     """``values.money`` of a bigint expression of 1/10,000 units."""
     digits = len(str(SCALE_FACTOR)) - 1
-    fraction = f"lpad(mod(abs({units}), {SCALE_FACTOR})::text, {digits}, '0')"
+    digits_text = f"lpad(mod(abs({units}), {SCALE_FACTOR})::text, {digits}, '0')"
+    fraction = f"rtrim(concat('.', {digits_text}), '0')"
+    # At least two decimals: padded to three characters, never cut (rpad would cut ".0001").
     return (
         f"concat(CASE WHEN {units} < 0 THEN '-' END, (abs({units}) / {SCALE_FACTOR})::text,"
-        f" rpad(rtrim(concat('.', {fraction}), '0'), 3, '0'))"
+        f" rpad({fraction}, greatest(length({fraction}), 3), '0'))"
     )
 
 
