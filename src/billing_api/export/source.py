@@ -259,7 +259,7 @@ def _line_query(dialect: str, kind: str, with_attributes: bool, with_sales: bool
 
 def invoice_query(dialect: str, kind: str, scope: Scope, fmt: str | None = None) -> Select[Any]:
     """The partner's ``kind`` invoices dated in the scope, in document order; on PostgreSQL
-    with ``fmt`` (``xml``/``json``) their header, parties and totals come rendered."""
+    with ``fmt`` (``xml``/``json``) their header, receiver and own totals come rendered."""
     return _invoice_query(dialect, kind, fmt).params(_scope_values(scope))
 
 
