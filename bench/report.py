@@ -406,6 +406,24 @@ per document, best of 2, load 20–25 ("ratio": expected, old → new):
 | consolidatedinvoices | xml | 0.65 / 0.74 | 0.68 / 0.52 | 0.70 | 0.93 → 1.03 |
 | consolidatedinvoices | json | 0.53 / 0.75 | 0.55 / 0.52 | 0.70 | 0.92 → 1.28 |
 
+The price: on `customerinvoices` the two sides together now spend more CPU (JSON 1.44 →
+1.61 s, XML 1.63 → 1.90 s), since the server parses a receiver about as fast as `json.loads`
+and renders it more slowly than a compiled f-string. The gain needs the second core; when
+the machine is saturated (as during these runs) the wall-clock ratio can come out lower than
+before. Rendering only the header and totals on the server, receiver back in Python, was
+measured too: 0.66 (JSON) and 0.55 (XML), between old and new, so the receiver stays on the
+server. `bench/export.py` (HTTP, interleaved, best of 2) on the same database gave ours /
+COPY row_to_json JSON (XML):
+
+| run (order) | load | invoices | customerinvoices | consolidatedinvoices |
+|---|---|---|---|---|
+| new, 1st | 12–14 | 1.35 (0.92) | 0.45 (0.43) | 0.86 (0.66) |
+| old, 2nd | 8–9 | 1.07 (0.97) | 0.63 (0.54) | 0.81 (0.75) |
+| new, 3rd | 8–10 | 0.94 (0.81) | 0.62 (0.58) | 0.98 (0.68) |
+
+At this load a run's ratio moves by ±0.3 between runs of the same code; the lead's
+quiet-machine `python bench/run.py --quick` is the figure that counts.
+
 **Billing run** (section 5). First profile: half of a run in SQLAlchemy's ORM bulk insert;
 now lines go to `COPY`/`executemany` in the driver's form. A chunk's subscription query had
 no usable index (quadratic in customers); fixed. Then the per-line Python work: money in
