@@ -57,13 +57,10 @@ def literal_sql(url: str, statement: Any) -> str:
         engine.dispose()
 
 
-def document_queries(url: str, shape: DocumentShape, where: s.Scope,
-                     fmt: str | None = None) -> tuple[str, str]:
-    """(invoice query, line query) of one document, as SQL text for the raw driver; with
-    ``fmt`` the invoice query the product runs for that format (on PostgreSQL it renders
-    headers, receivers and totals)."""
+def document_queries(url: str, shape: DocumentShape, where: s.Scope) -> tuple[str, str]:
+    """(invoice query, line query) of one document, as SQL text for the raw driver."""
     dialect = "postgresql" if url.startswith("postgresql") else "sqlite"
-    invoices = s.invoice_query(dialect, shape.kind, where, fmt)
+    invoices = s.invoice_query(dialect, shape.kind, where)
     lines = s.line_query(dialect, shape.kind, where, with_attributes=shape.subscription_details,
                          with_sales=shape.consolidated)
     return literal_sql(url, invoices), literal_sql(url, lines)
@@ -95,10 +92,8 @@ def writer_floor(url: str, endpoint: str, fmt: str, partner_id: int,
     """One document through the raw driver and the product's writer; (lines, bytes, CRC-32)
     (CRC 0 without ``checksum``, for timed runs)."""
     shape = invoice_shape(endpoint, v4=True)
-    invoice_sql, line_sql = document_queries(url, shape, scope(partner_id), fmt)
-    rendered = s.renders_invoices("postgresql" if url.startswith("postgresql") else "sqlite")
-    writer: XmlWriter | JsonWriter = (XmlWriter(shape, rendered) if fmt == "xml"
-                                      else JsonWriter(shape, rendered))
+    invoice_sql, line_sql = document_queries(url, shape, scope(partner_id))
+    writer: XmlWriter | JsonWriter = XmlWriter(shape) if fmt == "xml" else JsonWriter(shape)
     counted, ignored = [0], [0]
     size = crc = 0
     if url.startswith("sqlite"):

@@ -373,56 +373,25 @@ attribute set and a party's snapshot are rendered once per distinct text (LRU). 
 alone, customerinvoices: XML 52k → 58k, JSON 65k → 72k lines/s.
 
 **Per-invoice export cost** (issue 14). `customerinvoices` holds 1.7 lines per invoice, so its
-Python time went per invoice: the receiver snapshot parsed (`json.loads`) and 16 fields
-rendered, the header and totals rendered (cProfile: `invoice_end` 46 % of the merge). On
-PostgreSQL the invoice query now renders the header, the receiver and the invoice's own
-totals itself (`export/sqlrender.py`: the compiled renderers' rules in SQL, equal on hostile
-values in `tests/test_export_sqlrender.py`), on the server's core while the writer writes the
-previous batch; the sender stays raw JSON, rendered once per distinct text in Python (it is
-the same on every invoice). The SQL had to be cheap: `concat`, not `||` chains (which copy the
-text built so far at each step), one `json_to_record` parse per receiver (a jsonb cast plus
-a look-up per field cost more), XML escaping only behind one regular-expression test
-(escaping every value unconditionally cost three times as much). Connections plan
-server-side cursors for the whole result (`cursor_tuple_fraction = 1`, set once per
-connection in `db.make_engine`, as `COPY` plans): the consolidated document's sales join
-became a hash join, 0.75 → 0.52 s of server CPU. The merge loop binds its look-ups to
-locals. SQLite is unchanged: its queries run in our own thread, so there is no other core to
-hand work to. Output is byte-identical (SHA-256 of all six documents, old and new, on a
-50,000-line demo database on both backends; golden, reference and XSD tests).
-
-The machine was at load 10–25 on its 2 cores while this was measured, so wall-clock ratios
-swung by ±40 % between runs. What is robust is CPU time per document: our process (writer
-and prefetch thread), its PostgreSQL backend, and the backend of `COPY (SELECT row_to_json(t)
-…)` on the same line query; on a quiet machine the two sides run in parallel, so the
-expected ratio is COPY's CPU over the larger side. Old and new interleaved, 50,000 lines
-per document, best of 2, load 20–25 ("ratio": expected, old → new):
-
-| document | format | old: Python / server s | new: Python / server s | COPY s | ratio |
-|---|---|---|---|---|---|
-| invoices | xml | 0.62 / 0.39 | 0.61 / 0.38 | 0.63 | 1.02 → 1.02 |
-| invoices | json | 0.46 / 0.37 | 0.47 / 0.37 | 0.63 | 1.37 → 1.31 |
-| customerinvoices | xml | 1.14 / 0.49 | 0.94 / 0.96 | 0.61 | 0.52 → 0.65 |
-| customerinvoices | json | 0.97 / 0.47 | 0.71 / 0.90 | 0.61 | 0.62 → 0.69 |
-| consolidatedinvoices | xml | 0.65 / 0.74 | 0.68 / 0.52 | 0.70 | 0.93 → 1.03 |
-| consolidatedinvoices | json | 0.53 / 0.75 | 0.55 / 0.52 | 0.70 | 0.92 → 1.28 |
-
-The price: on `customerinvoices` the two sides together now spend more CPU (JSON 1.44 →
-1.61 s, XML 1.63 → 1.90 s), since the server parses a receiver about as fast as `json.loads`
-and renders it more slowly than a compiled f-string. The gain needs the second core; when
-the machine is saturated (as during these runs) the wall-clock ratio can come out lower than
-before. Rendering only the header and totals on the server, receiver back in Python, was
-measured too: 0.66 (JSON) and 0.55 (XML), between old and new, so the receiver stays on the
-server. `bench/export.py` (HTTP, interleaved, best of 2) on the same database gave ours /
-COPY row_to_json JSON (XML):
-
-| run (order) | load | invoices | customerinvoices | consolidatedinvoices |
-|---|---|---|---|---|
-| new, 1st | 12–14 | 1.35 (0.92) | 0.45 (0.43) | 0.86 (0.66) |
-| old, 2nd | 8–9 | 1.07 (0.97) | 0.63 (0.54) | 0.81 (0.75) |
-| new, 3rd | 8–10 | 0.94 (0.81) | 0.62 (0.58) | 0.98 (0.68) |
-
-At this load a run's ratio moves by ±0.3 between runs of the same code; the lead's
-quiet-machine `python bench/run.py --quick` is the figure that counts.
+Python time goes per invoice (cProfile: `invoice_end` 46 % of the merge: the receiver
+snapshot parsed and 16 fields rendered, header and totals rendered). Tried: PostgreSQL
+renders the header, receiver and own totals in the invoice query, on its own core while the
+writer works (the compiled renderers' rules in SQL, byte-identical, property-tested on
+hostile values; made cheap with `concat` instead of `||` chains, one `json_to_record` parse,
+XML escaping behind one regex test). CPU seconds per document, 50,000 lines, old → new:
+Python 0.97 → 0.71 s (JSON), but the server 0.47 → 0.90 s, where `COPY … row_to_json` of the
+same lines takes 0.61 s in all: the server parses a receiver about as fast as `json.loads`
+and renders it more slowly than a compiled f-string, and on 2 cores the HTTP client, the
+server and PostgreSQL share the same two cores. Over HTTP at load 2.5 (`bench/export.py`'s
+measurement on that database, old and new back to back), ours / COPY row_to_json for
+`customerinvoices` fell from 0.62 to 0.48 (JSON); rendering only header and totals on the
+server measured in between. So it was taken out again. Kept: server-side cursors are
+planned for the whole result (`cursor_tuple_fraction = 1`, once per connection in
+`db.make_engine`, as `COPY` plans): the consolidated sales join becomes a hash join, server
+CPU 0.75 → 0.52 s per 50,000 lines, wall-clock unchanged at this size; and the merge loop
+binds its look-ups to locals (2–5 % on SQLite, `customerinvoices` XML 1.23–1.26 →
+1.19–1.20 s in process). Output unchanged (SHA-256 of all six documents on both backends,
+old and new). `python bench/run.py --quick` now lists ours / COPY row_to_json for XML too.
 
 **Billing run** (section 5). First profile: half of a run in SQLAlchemy's ORM bulk insert;
 now lines go to `COPY`/`executemany` in the driver's form. A chunk's subscription query had
@@ -447,16 +416,15 @@ the server's idle peak went from 134 to ~100 MiB once that moved to first use.
   the lines. Rendering fragments in SQLite's SQL was measured slower (23 µs a line against
   ~7 µs in Python: its string functions allocate per `||`). Closing it needs a C-level row
   renderer.
-- **Export against `COPY … row_to_json` (target ≥ 1.0, JSON and XML)**: expected met for
-  `invoices` and `consolidatedinvoices` (1.02–1.31, see "Per-invoice export cost"; the
-  quiet-machine run is the lead's), short for `customerinvoices`: 0.52/0.62 → 0.65/0.69
-  (XML/JSON). Its 29,754 invoices for 49,527 lines leave COPY a budget of 0.61 s of server
-  CPU, of which the line query alone takes ~0.48 s; rendering the receivers added ~0.45 s
-  there (a snapshot's parse is ~5 µs on either side), so the server is now the longer side
-  (0.90–0.96 s) and Python next (0.71–0.94 s: per invoice the customer, subscription and
-  invoice elements around 1.7 lines). Moving the receiver back to Python would only swap the
-  sides. Closing it needs less work per invoice on both: receivers stored pre-rendered at
-  billing time (a schema change), or fewer per-invoice steps in the merge.
+- **Export against `COPY … row_to_json` (target ≥ 1.0, JSON and XML)**: at load 2.5 on a
+  50,000-line database, JSON (XML): `invoices` 0.98–1.04 (0.82), `consolidatedinvoices`
+  0.85 (0.75), `customerinvoices` 0.48–0.62 (0.44–0.54). The work is CPU on both sides of
+  two shared cores: per `customerinvoices` document `COPY` spends 0.61 s of server CPU, of
+  which the line query alone is ~0.48 s; we spend that 0.48 s plus ~1 s of Python (0.5 s of
+  it per invoice: receiver, header, totals and the customer, subscription and invoice
+  elements around 1.7 lines). Moving rendering to the server was measured slower (see "Per-
+  invoice export cost"). What would close it: receivers rendered once at billing time and
+  stored with the invoice (a schema change: the export then copies text), or a C renderer.
 - **Naive peer (targets ≥ 5× faster, ≥ 20× less memory at 1,000,000 lines)**: met in the
   full run (10–13×, 73–142×). A quick run's 20,000 lines cannot show the memory ratio: the
   peer needs 8–17 KiB a line (ORM entities, the whole tree, the whole body), our server stays

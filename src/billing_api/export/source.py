@@ -36,7 +36,6 @@ from sqlalchemy import (
     cast,
     func,
     literal,
-    literal_column,
     select,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
@@ -111,13 +110,7 @@ PREFETCH_BATCHES = 2  # batches a PostgreSQL export reads ahead (see _prefetched
     H_TOTAL_EXCL,
     H_TOTAL_VAT,
     H_TOTAL_INCL,
-    H_HEADER_TEXT,
-    H_OWN_TOTALS,
-) = range(16)
-# In a PostgreSQL invoice query given a format (``_rendered_columns``), H_RECEIVER holds the
-# receiver's fields as the writer would write them, H_HEADER_TEXT and H_OWN_TOTALS the
-# header's and own totals' fields. The sender stays raw JSON: it is the same on every
-# invoice of a document, and the writers render each distinct text once.
+) = range(14)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,36 +250,14 @@ def _line_query(dialect: str, kind: str, with_attributes: bool, with_sales: bool
     )
 
 
-def invoice_query(dialect: str, kind: str, scope: Scope, fmt: str | None = None) -> Select[Any]:
-    """The partner's ``kind`` invoices dated in the scope, in document order; on PostgreSQL
-    with ``fmt`` (``xml``/``json``) their header, receiver and own totals come rendered."""
-    return _invoice_query(dialect, kind, fmt).params(_scope_values(scope))
+def invoice_query(dialect: str, kind: str, scope: Scope) -> Select[Any]:
+    """The partner's ``kind`` invoices dated in the scope, in document order."""
+    return _invoice_query(dialect, kind).params(_scope_values(scope))
 
 
-def _invoice_query(dialect: str, kind: str, fmt: str | None = None) -> Select[Any]:
+def _invoice_query(dialect: str, kind: str) -> Select[Any]:
     i: Table = Invoice.__table__  # type: ignore[assignment]
-    if fmt is not None and renders_invoices(dialect):
-        header, receiver, own_totals = _rendered_columns(i, fmt)
-        stmt = select(
-            *_header_columns(i, dialect),
-            cast(i.c.sender, String),
-            receiver,
-            *_total_columns(i),
-            header,
-            own_totals,
-        )
-        return _scoped(stmt, i.c, kind).order_by(i.c.invoice_date, i.c.id)
     stmt = select(
-        *_header_columns(i, dialect),
-        cast(i.c.sender, String),  # raw JSON text: the writers cache its rendering
-        cast(i.c.receiver, String),
-        *_total_columns(i),
-    )
-    return _scoped(stmt, i.c, kind).order_by(i.c.invoice_date, i.c.id)
-
-
-def _header_columns(i: Table, dialect: str) -> list[Any]:
-    return [
         i.c.id,
         i.c.invoice_number,
         i.c.description,
@@ -296,72 +267,13 @@ def _header_columns(i: Table, dialect: str) -> list[Any]:
         i.c.terms_of_payment_days,
         i.c.type,
         i.c.language_code,
-    ]
-
-
-_TOTALS = ("total_excluding_vat", "total_vat", "total_including_vat")
-
-
-def _total_columns(i: Table) -> list[Any]:
-    return [_raw(i.c[name]) for name in _TOTALS]
-
-
-def _rendered_columns(i: Table, fmt: str) -> tuple[Any, Any, Any]:
-    """The header, receiver and own totals fields in ``fmt``, rendered by PostgreSQL
-    (``sqlrender``): per invoice, what a document of small invoices spent most of its Python
-    time on (a receiver is a different customer on nearly every invoice)."""
-    # Imported here: documents.py (the field lists) and writers.py import this module.
-    from billing_api.billing.countries import LANGUAGE_NAMES
-    from billing_api.export import sqlrender as r
-    from billing_api.export.documents import (
-        HEADER_FIELDS,
-        RECEIVER,
-        RECEIVER_FIELDS,
-        TOTAL_FIELDS,
-        Field,
+        cast(i.c.sender, String),  # raw JSON text: the writers cache its rendering
+        cast(i.c.receiver, String),
+        _raw(i.c.total_excluding_vat),
+        _raw(i.c.total_vat),
+        _raw(i.c.total_including_vat),
     )
-    from billing_api.export.writers import TYPE_IDENTIFIERS
-
-    def column(name: str) -> str:
-        return f"{i.name}.{name}"
-
-    def when(mapping: dict[str, Any]) -> str:
-        return " ".join(f"WHEN {r.literal(k)} THEN {r.literal(str(v))}" for k, v in mapping.items())
-
-    def render(fields: tuple[Field, ...], values: list[str]) -> str:
-        if fmt == "xml":
-            return r.xml_fields(fields, values)
-        # The JSON writer's key order.
-        return r.json_fields(sorted(fields, key=lambda f: f.name.lower()), values)
-
-    kind = column("type")
-    header = [  # in HEADER order, as writers.header_tuple
-        column("invoice_number"),
-        column("description"),
-        f"to_char({column('invoice_date')}, 'YYYYMMDD')",
-        f"to_char({column('due_date')}, 'YYYYMMDD')",
-        column("currency"),
-        column("terms_of_payment_days"),
-        f"(CASE {kind} {when({k: v[0] for k, v in TYPE_IDENTIFIERS.items()})} END)",
-        f"(CASE {kind} {when({k: v[1] for k, v in TYPE_IDENTIFIERS.items()})} END)",
-        column("language_code"),
-        f"(CASE lower({column('language_code')}) {when(LANGUAGE_NAMES)}"
-        f" ELSE {column('language_code')} END)",
-    ]
-    totals = [f"{column(name)}::bigint" for name in _TOTALS]
-    # The snapshot is parsed once, into text columns named as its fields (json_to_record
-    # measured cheaper than a jsonb cast and a look-up per field).
-    types = ", ".join(f'"{name}" text' for name in RECEIVER)
-    fields = [f'p."{name}"' for name in RECEIVER]
-    receiver = (  # constants only (see sqlrender): no data reaches this text
-        f"(SELECT {render(RECEIVER_FIELDS, fields)}"  # noqa: S608
-        f" FROM json_to_record({column('receiver')}) AS p({types}))"
-    )
-    return (
-        literal_column(render(HEADER_FIELDS, header)).label("header_text"),
-        literal_column(receiver).label("receiver_text"),
-        literal_column(render(TOTAL_FIELDS, totals)).label("own_totals"),
-    )
+    return _scoped(stmt, i.c, kind).order_by(i.c.invoice_date, i.c.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,34 +287,23 @@ class Prepared:
 
 @lru_cache(maxsize=64)
 def _compiled(
-    dialect: Dialect,
-    query: str,
-    kind: str,
-    with_attributes: bool,
-    with_sales: bool,
-    fmt: str | None = None,
+    dialect: Dialect, query: str, kind: str, with_attributes: bool, with_sales: bool
 ) -> tuple[str, dict[str, Any], tuple[str, ...] | None]:
     """SQL text, constant parameters and (positional drivers) parameter order; once per
-    engine's dialect, document kind and (invoice query) format."""
+    engine's dialect and document kind."""
     if query == "lines":
         stmt = _line_query(dialect.name, kind, with_attributes, with_sales)
     else:
-        stmt = _invoice_query(dialect.name, kind, fmt)
+        stmt = _invoice_query(dialect.name, kind)
     compiled = stmt.compile(dialect=dialect)
     order = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
     return str(compiled), dict(compiled.params), order
 
 
 def _prepared(
-    dialect: Dialect,
-    query: str,
-    kind: str,
-    scope: Scope,
-    with_attributes: bool,
-    with_sales: bool,
-    fmt: str | None = None,
+    dialect: Dialect, query: str, kind: str, scope: Scope, with_attributes: bool, with_sales: bool
 ) -> Prepared:
-    sql, constants, order = _compiled(dialect, query, kind, with_attributes, with_sales, fmt)
+    sql, constants, order = _compiled(dialect, query, kind, with_attributes, with_sales)
     values = constants | _scope_values(scope)
     if dialect.name == "sqlite":  # SQLite keeps dates as ISO text (SQLAlchemy's DATE storage)
         values["scope_start"] = scope.start.isoformat()
@@ -418,16 +319,9 @@ def prepared_line_query(
     return _prepared(dialect, "lines", kind, scope, with_attributes, with_sales)
 
 
-def prepared_invoice_query(
-    dialect: Dialect, kind: str, scope: Scope, fmt: str | None = None
-) -> Prepared:
-    """``invoice_query``, compiled once for ``dialect`` (and ``fmt``)."""
-    return _prepared(dialect, "invoices", kind, scope, False, False, fmt)
-
-
-def renders_invoices(dialect: str) -> bool:
-    """Whether ``invoice_query`` with a format renders headers, parties and totals."""
-    return dialect == "postgresql"
+def prepared_invoice_query(dialect: Dialect, kind: str, scope: Scope) -> Prepared:
+    """``invoice_query``, compiled once for ``dialect``."""
+    return _prepared(dialect, "invoices", kind, scope, False, False)
 
 
 def stream(

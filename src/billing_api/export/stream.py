@@ -44,11 +44,9 @@ def invoice_document(
     connection: Connection, shape: DocumentShape, scope: s.Scope, fmt: str
 ) -> Generator[bytes, None, None]:
     """Yield the document in chunks; closes ``connection`` when done or abandoned."""
+    writer = writer_for(shape, fmt)
     dialect = connection.dialect
-    # On PostgreSQL the invoice query renders each invoice's header, parties and totals: the
-    # server does it on its own core while this thread writes the previous batch's lines.
-    writer = writer_for(shape, fmt, s.renders_invoices(dialect.name))
-    invoices = s.stream(connection, s.prepared_invoice_query(dialect, shape.kind, scope, fmt))
+    invoices = s.stream(connection, s.prepared_invoice_query(dialect, shape.kind, scope))
     lines = s.stream(
         connection,
         s.prepared_line_query(

@@ -77,14 +77,10 @@ def _sorted(fields: Sequence[Field]) -> list[Field]:
 
 
 class XmlWriter:
-    """XML in the contract's element order; empty values as self-closing elements.
+    """XML in the contract's element order; empty values as self-closing elements."""
 
-    ``rendered``: the invoice rows carry their header, receiver and own totals as text
-    (``source.invoice_query`` with a format on PostgreSQL), written as they are."""
-
-    def __init__(self, shape: DocumentShape, rendered: bool = False) -> None:
+    def __init__(self, shape: DocumentShape) -> None:
         self.shape = shape
-        self.rendered = rendered
         self._customer = xml_renderer(shape.customer)
         self._subscription = xml_renderer(shape.subscription)
         self._line = xml_renderer(shape.line)
@@ -104,19 +100,14 @@ class XmlWriter:
         return f"{wrapper}</{self.shape.xml_root}>\n"
 
     def invoice_start(self, invoice: Row, first: bool) -> str:
-        if self.rendered:
-            header, receiver = invoice[s.H_HEADER_TEXT], invoice[s.H_RECEIVER]
-        else:
-            header = self._header(header_tuple(invoice))
-            receiver = self._receiver(invoice[s.H_RECEIVER])
         return (
-            f"<Invoice><Header>{header}</Header>"
+            f"<Invoice><Header>{self._header(header_tuple(invoice))}</Header>"
             f"<Sender>{self._sender(invoice[s.H_SENDER])}</Sender>"
-            f"<Receiver>{receiver}</Receiver><Customers>"
+            f"<Receiver>{self._receiver(invoice[s.H_RECEIVER])}</Receiver><Customers>"
         )
 
     def invoice_end(self, invoice: Row, sales: tuple[int, int]) -> str:
-        own = self._own_totals(invoice)
+        own = self._totals(totals_tuple(invoice[s.H_TOTAL_EXCL], invoice[s.H_TOTAL_VAT]))
         if self.shape.consolidated:
             sold = self._totals(totals_tuple(*sales))
             totals = (
@@ -126,12 +117,6 @@ class XmlWriter:
         else:
             totals = f"<Totals>{own}</Totals>"
         return f"</Customers>{totals}</Invoice>"
-
-    def _own_totals(self, invoice: Row) -> str:
-        if self.rendered:
-            text: str = invoice[s.H_OWN_TOTALS]
-            return text
-        return self._totals(totals_tuple(invoice[s.H_TOTAL_EXCL], invoice[s.H_TOTAL_VAT]))
 
     def customer_start(self, row: Row, first: bool) -> str:
         return f"<Customer>{self._customer(row)}<Subscriptions>"
@@ -163,12 +148,10 @@ class XmlWriter:
 
 class JsonWriter:
     """JSON with keys in alphabetical order ignoring case at every level, as the public
-    system's own examples; numbers written exactly from integer units. ``rendered`` as for
-    ``XmlWriter``."""
+    system's own examples; numbers written exactly from integer units."""
 
-    def __init__(self, shape: DocumentShape, rendered: bool = False) -> None:
+    def __init__(self, shape: DocumentShape) -> None:
         self.shape = shape
-        self.rendered = rendered
         self._customer = json_renderer(_sorted(shape.customer))
         self._line = json_renderer(_sorted(shape.line))
         self._header = json_renderer(_sorted(HEADER_FIELDS))
@@ -201,25 +184,16 @@ class JsonWriter:
         return ("" if first else ",") + '{"Customers":['
 
     def invoice_end(self, invoice: Row, sales: tuple[int, int]) -> str:
-        own: str
-        header: str
-        receiver: str
-        if self.rendered:
-            own, header = invoice[s.H_OWN_TOTALS], invoice[s.H_HEADER_TEXT]
-            receiver = invoice[s.H_RECEIVER]
-        else:
-            own = self._totals(totals_tuple(invoice[s.H_TOTAL_EXCL], invoice[s.H_TOTAL_VAT]))
-            header = self._header(header_tuple(invoice))
-            receiver = self._receiver(invoice[s.H_RECEIVER])
+        own = self._totals(totals_tuple(invoice[s.H_TOTAL_EXCL], invoice[s.H_TOTAL_VAT]))
         totals = "{" + own + "}"
         if self.shape.consolidated:
             sold = self._totals(totals_tuple(*sales))
             totals = '{"TotalPurchases":{' + own + '},"TotalSales":{' + sold + "}}"
         return (
             '],"Header":{'
-            + header
+            + self._header(header_tuple(invoice))
             + '},"Receiver":{'
-            + receiver
+            + self._receiver(invoice[s.H_RECEIVER])
             + '},"Sender":{'
             + self._sender(invoice[s.H_SENDER])
             + '},"Totals":'
@@ -255,11 +229,10 @@ class JsonWriter:
 
 
 @lru_cache(maxsize=64)
-def writer_for(shape: DocumentShape, fmt: str, rendered: bool = False) -> XmlWriter | JsonWriter:
+def writer_for(shape: DocumentShape, fmt: str) -> XmlWriter | JsonWriter:
     """The writer of ``shape`` in ``fmt`` (``xml`` or ``json``): writers hold no state of a
-    document, so one per shape serves every request, party caches included. ``rendered``:
-    for invoice rows that carry their header, parties and totals as text."""
-    return XmlWriter(shape, rendered) if fmt == "xml" else JsonWriter(shape, rendered)
+    document, so one per shape serves every request, party caches included."""
+    return XmlWriter(shape) if fmt == "xml" else JsonWriter(shape)
 
 
 def _cached_party(render: Render, names: tuple[str, ...]) -> Callable[[str], str]:
