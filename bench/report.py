@@ -416,15 +416,18 @@ the server's idle peak went from 134 to ~100 MiB once that moved to first use.
   the lines. Rendering fragments in SQLite's SQL was measured slower (23 µs a line against
   ~7 µs in Python: its string functions allocate per `||`). Closing it needs a C-level row
   renderer.
-- **Export against `COPY … row_to_json` (target ≥ 1.0, JSON and XML)**: at load 2.5 on a
-  50,000-line database, JSON (XML): `invoices` 0.98–1.04 (0.82), `consolidatedinvoices`
-  0.85 (0.75), `customerinvoices` 0.48–0.62 (0.44–0.54). The work is CPU on both sides of
-  two shared cores: per `customerinvoices` document `COPY` spends 0.61 s of server CPU, of
-  which the line query alone is ~0.48 s; we spend that 0.48 s plus ~1 s of Python (0.5 s of
-  it per invoice: receiver, header, totals and the customer, subscription and invoice
-  elements around 1.7 lines). Moving rendering to the server was measured slower (see "Per-
-  invoice export cost"). What would close it: receivers rendered once at billing time and
-  stored with the invoice (a schema change: the export then copies text), or a C renderer.
+- **Export against `COPY … row_to_json` (target ≥ 1.0, JSON and XML)**: on a 50,000-line
+  database, final code then the previous one back to back at load 2.1–3.4, JSON (XML):
+  `invoices` 1.37 (1.06) against 1.32 (1.11), `customerinvoices` 0.65 (0.55) against
+  0.67 (0.56), `consolidatedinvoices` 0.93 (0.77) against 0.99 (1.00): no change beyond
+  run-to-run noise (±0.1 between runs of the same code at that load). The work is CPU on
+  both sides of two shared cores: per `customerinvoices` document `COPY` spends 0.61 s of
+  server CPU, of which the line query alone is ~0.48 s; we spend that 0.48 s plus ~1 s of
+  Python (half of it per invoice: receiver, header, totals and the customer, subscription
+  and invoice elements around 1.7 lines). Moving rendering to the server was measured
+  slower (see "Per-invoice export cost"). What would close it: receivers rendered once at
+  billing time and stored with the invoice (a schema change: the export then copies text),
+  or a C renderer.
 - **Naive peer (targets ≥ 5× faster, ≥ 20× less memory at 1,000,000 lines)**: met in the
   full run (10–13×, 73–142×). A quick run's 20,000 lines cannot show the memory ratio: the
   peer needs 8–17 KiB a line (ORM entities, the whole tree, the whole body), our server stays
