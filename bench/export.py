@@ -137,8 +137,10 @@ def measure_backend(db: common.Database, repeats: int) -> dict[str, Any]:
                                      "xml_ratio": common.ratio(
                                          figures["xml"]["http_lines_per_s"], rate),
                                      "target_ratio": target}
+                    wanted = f" (target ≥ {target})" if target else ""
                     common.say(f"{db.backend:>10} {endpoint:>21} {name}: {rate:8.0f} rows/s; "
-                               f"ours (JSON) {json_rate / rate:.2f}×")
+                               f"ours JSON {figures[name]['json_ratio']:.2f}×, XML "
+                               f"{figures[name]['xml_ratio']:.2f}×{wanted}")
             results["endpoints"][endpoint] = figures
         results["peak_rss_kib"] = srv.peak_rss_kib()
     return results

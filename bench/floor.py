@@ -114,6 +114,8 @@ def writer_floor(url: str, endpoint: str, fmt: str, partner_id: int,
         import psycopg
 
         with psycopg.connect(sqlalchemy_url_to_libpq(url)) as connection:
+            # As the product's connections (db.make_engine): cursors planned for all rows.
+            connection.execute("SET cursor_tuple_fraction = 1")
             invoices = _postgres_rows(connection, invoice_sql, "floor_invoices", ignored)
             lines = _postgres_rows(connection, line_sql, "floor_lines", counted)
             for chunk in stream._merge(writer, shape, invoices, lines):

@@ -127,6 +127,16 @@ SQLITE_BUSY_TIMEOUT_OPTION = "sqlite_busy_timeout_ms"
 PG_CONNECT_TIMEOUT = 10  # seconds
 
 
+def _postgres_on_connect(dbapi_connection: Any, record: Any) -> None:
+    # Server-side cursors (every export) are read to their end: plan them for the whole
+    # result, as COPY is, not for the first 10 % of rows (PostgreSQL's default). The
+    # consolidated document's sales join then runs as a hash join, ~30 % less server time.
+    # Set once per connection, not per request: a SET LOCAL would cost a round trip each.
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET cursor_tuple_fraction = 1")
+    dbapi_connection.commit()
+
+
 def _sqlite_begin(conn: Any) -> None:
     # The driver runs in autocommit mode so that SQLAlchemy's BEGIN is the only one. Writers
     # ask for BEGIN IMMEDIATE (see ``writer_connection``) so that two of them queue on the busy
@@ -184,6 +194,7 @@ def make_engine(url: str, *, pool_size: int | None = None, **kwargs: Any) -> Eng
         connect_args = {"connect_timeout": PG_CONNECT_TIMEOUT, **kwargs.pop("connect_args", {})}
         kwargs["connect_args"] = connect_args
     engine = create_engine(url, **kwargs)
+    event.listen(engine, "connect", _postgres_on_connect)
     _ping_when_idle(engine)
     return engine
 
