@@ -9,13 +9,14 @@ sum of every line's ``ExtendedPrice``.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlparse
+
+from . import loopback
 
 ROW_HASH = "d48cdac00fcd7574e5208467f19a9f32cd93fa3cf6b0c528eaa711027cd27848"
 
@@ -168,12 +169,5 @@ def serve_big_document(shape: Shape) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with loopback.serve(Handler) as url:
+        yield url

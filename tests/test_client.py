@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from billing_api_client import (
     webhooks,
 )
 from billing_api_client import models as m
+from tests import loopback
 from tests.client_bigdoc import Shape, expected_total, serve_big_document
 
 REPO = Path(__file__).resolve().parent.parent
@@ -221,15 +222,8 @@ def _server(answer: Callable[[BaseHTTPRequestHandler, int], None]) -> Iterator[s
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with loopback.serve(Handler) as url:
+        yield url
 
 
 def _reply(handler: BaseHTTPRequestHandler, status: int, body: bytes = b"",

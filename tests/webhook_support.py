@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +24,7 @@ from billing_api.settings import Settings
 from billing_api.webhooks import delivery, endpoints, worker
 
 from . import factories as f
+from . import loopback
 
 ADMIN = "admin@hooks.example"
 PASSWORD = "a long admin passphrase"
@@ -92,18 +93,13 @@ def receiver(**options: object) -> Iterator[Receiver]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/billing"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        if state.hold is not None:
-            state.hold.set()
-        server.shutdown()
-        server.server_close()
+    with loopback.serve(Handler) as base:
+        state.url = f"{base}/hooks/billing"
+        try:
+            yield state
+        finally:
+            if state.hold is not None:
+                state.hold.set()  # let a held request end before the server shuts down
 
 
 def hook_settings(settings: Settings, **values: object) -> Settings:
