@@ -18,10 +18,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import Request, Response
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, bindparam, select
 
 from billing_api.api import negotiation
 from billing_api.api.deps import ApiCaller
@@ -262,13 +264,21 @@ def invoice_validators(version: ApiVersion, endpoint: str, fmt: str, embed_pdf: 
 # --- subscription details --------------------------------------------------------------------
 
 
+@cache
+def _details_statement() -> Select[Any]:
+    """Built once with bound parameters (see ``sync.state``)."""
+    return (select(Subscription.created_at, *revision_columns()[1:])
+            .where(Subscription.id == bindparam("wanted"),
+                   Subscription.partner_id == bindparam("partner"),
+                   Subscription.environment == bindparam("environment")))
+
+
 def details_validators(connection: Connection, caller: ApiCaller, subscription_id: int,
                        body: bytes) -> Validators:
     """The body's digest; Last-Modified: the subscription's creation or the last import that
     changed data, whichever is later."""
-    created, changed = connection.execute(
-        select(Subscription.created_at, *revision_columns()[1:])
-        .where(Subscription.id == subscription_id, Subscription.partner_id == caller.company_id,
-               Subscription.environment == caller.environment)).one()
+    created, changed = connection.execute(_details_statement(), {
+        "wanted": subscription_id, "partner": caller.company_id,
+        "environment": caller.environment}).one()
     return validators(["subscriptiondetails", hashlib.sha256(body).hexdigest()],
                       [created, changed])

@@ -12,9 +12,21 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, literal, select
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Integer,
+    Select,
+    String,
+    and_,
+    bindparam,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -55,26 +67,36 @@ def revision_columns() -> list[Any]:
     ]
 
 
-def _undone_at(partner_id: int, environment: str) -> Any:
+# The statements below are built once with bound parameters: building one per request (and
+# its cache key) cost more than running it (bench/load.py, bench/profile.py).
+PARTNER: BindParameter[int] = bindparam("state_partner", type_=Integer())
+ENVIRONMENT: BindParameter[str] = bindparam("state_environment", type_=String())
+
+
+def _undone_at() -> Any:
     sp = SyncPosition
     return (select(sp.undone_at)
-            .where(sp.partner_id == partner_id, sp.environment == environment)
+            .where(sp.partner_id == PARTNER, sp.environment == ENVIRONMENT)
             .scalar_subquery())
+
+
+@cache
+def _partner_statement() -> Select[Any]:
+    r = BillingRun
+    one = select(literal(1).label("one")).subquery("one")
+    return select(
+        r.sync_position, r.invoice_date, r.finished_at, *revision_columns(), _undone_at(),
+    ).select_from(one.outerjoin(r, and_(
+        r.partner_id == PARTNER, r.environment == ENVIRONMENT,
+        r.sync_position.is_not(None))))
 
 
 def partner_state(connection: Connection, partner_id: int, environment: str) -> PartnerState:
     """One statement: the caller's runs (an index range of ``billing_runs``, a few rows per
     year), the content revision and the last undo. Run it first in the document's
     transaction, so that it sees the snapshot the document is read from."""
-    r = BillingRun
-    one = select(literal(1).label("one")).subquery("one")
-    stmt = select(
-        r.sync_position, r.invoice_date, r.finished_at, *revision_columns(),
-        _undone_at(partner_id, environment),
-    ).select_from(one.outerjoin(r, and_(
-        r.partner_id == partner_id, r.environment == environment,
-        r.sync_position.is_not(None))))
-    rows = connection.execute(stmt).all()
+    rows = connection.execute(_partner_statement(), {
+        "state_partner": partner_id, "state_environment": environment}).all()
     runs = tuple(Run(row[0], row[1], row[2] or _EPOCH) for row in rows if row[0] is not None)
     first = rows[0]
     return PartnerState(runs, first[3] or 0, first[4], first[5])
@@ -105,32 +127,38 @@ class InvoiceState:
 def invoice_state(connection: Connection, kind: str, partner_id: int, environment: str,
                   number: str) -> InvoiceState | None:
     """One statement on the invoice's unique number (None when it is not the caller's)."""
-    i, r = Invoice, BillingRun
-    e = aliased(BillingRun, name="earlier")
-
-    def earlier(column: Any) -> Any:
-        return (select(column)
-                .where(e.partner_id == partner_id, e.environment == environment,
-                       e.sync_position.is_not(None), e.invoice_date <= i.invoice_date)
-                .scalar_subquery())
-
-    stmt = (
-        select(i.id, i.invoice_number, i.invoice_date, r.sync_position, r.finished_at,
-               i.total_including_vat < 0, i.sender, i.receiver, *revision_columns(),
-               _undone_at(partner_id, environment), earlier(func.count()),
-               earlier(func.coalesce(func.max(e.sync_position), 0)),
-               earlier(func.coalesce(func.sum(e.sync_position), 0)))
-        .join(r, r.id == i.billing_run_id)
-        .where(i.partner_id == partner_id, i.environment == environment, i.kind == kind,
-               i.invoice_number == number)
-    )
-    row = connection.execute(stmt).first()
+    row = connection.execute(_invoice_statement(), {
+        "state_partner": partner_id, "state_environment": environment, "state_kind": kind,
+        "state_number": number}).first()
     if row is None or row[3] is None:
         return None
     complete = all(snapshot_complete(party) for party in (row[6], row[7]))
     return InvoiceState(row[0], row[1], row[2], row[3], row[4] or _EPOCH, bool(row[5]),
                         complete, row[8] or 0, row[9], row[10],
                         (int(row[11]), int(row[12]), int(row[13])))
+
+
+@cache
+def _invoice_statement() -> Select[Any]:
+    i, r = Invoice, BillingRun
+    e = aliased(BillingRun, name="earlier")
+
+    def earlier(column: Any) -> Any:
+        return (select(column)
+                .where(e.partner_id == PARTNER, e.environment == ENVIRONMENT,
+                       e.sync_position.is_not(None), e.invoice_date <= i.invoice_date)
+                .scalar_subquery())
+
+    return (
+        select(i.id, i.invoice_number, i.invoice_date, r.sync_position, r.finished_at,
+               i.total_including_vat < 0, i.sender, i.receiver, *revision_columns(),
+               _undone_at(), earlier(func.count()),
+               earlier(func.coalesce(func.max(e.sync_position), 0)),
+               earlier(func.coalesce(func.sum(e.sync_position), 0)))
+        .join(r, r.id == i.billing_run_id)
+        .where(i.partner_id == PARTNER, i.environment == ENVIRONMENT,
+               i.kind == bindparam("state_kind"), i.invoice_number == bindparam("state_number"))
+    )
 
 
 def note_content_change(session: Session) -> None:
