@@ -329,16 +329,12 @@ def _free_port() -> int:
 
 
 @contextmanager
-def billing_api_serve(database_url: str, tmp_path: Path, *args: str,
-                      env: dict[str, str] | None = None) -> Iterator[
+def serve_process(tmp_path: Path, env: dict[str, str], *args: str) -> Iterator[
         tuple[subprocess.Popen[bytes], str, Path]]:
-    """``python -m billing_api serve`` on a free loopback port; yields (process, base, log).
-    ``env`` adds or overrides variables (the rate limit is otherwise set out of reach)."""
+    """``python -m billing_api serve`` on a free loopback port with exactly ``env``, once it
+    answers ``/healthz``; yields (process, base URL, log file) and kills it afterwards."""
     port = _free_port()
     log_path = tmp_path / f"serve-{port}.log"
-    env = {**os.environ, "BILLING_API_DATABASE_URL": database_url,
-           "BILLING_API_SECRET_KEY": TEST_SECRET, "BILLING_API_RATE_LIMIT_PER_MINUTE": "100000",
-           **(env or {})}
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "billing_api", "serve", "--host", "127.0.0.1",
@@ -361,6 +357,19 @@ def billing_api_serve(database_url: str, tmp_path: Path, *args: str,
         if process.poll() is None:
             process.kill()
         process.wait(timeout=30)
+
+
+@contextmanager
+def billing_api_serve(database_url: str, tmp_path: Path, *args: str,
+                      env: dict[str, str] | None = None) -> Iterator[
+        tuple[subprocess.Popen[bytes], str, Path]]:
+    """``serve_process`` on the test database with the suite's secret; ``env`` adds or
+    overrides variables (the rate limit is otherwise set out of reach)."""
+    full = {**os.environ, "BILLING_API_DATABASE_URL": database_url,
+            "BILLING_API_SECRET_KEY": TEST_SECRET, "BILLING_API_RATE_LIMIT_PER_MINUTE": "100000",
+            **(env or {})}
+    with serve_process(tmp_path, full, *args) as served:
+        yield served
 
 
 # uvicorn re-raises the signal once it has shut down, so that a supervisor sees the process

@@ -13,7 +13,6 @@ import base64
 import hashlib
 import hmac
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from billing_api.settings import (
 from tests.access_helpers import denied_reasons, make_partner, test_app
 from tests.conftest import TEST_SECRET
 from tests.http_server import serve
+from tests.test_ops import serve_process
 
 ROOT = Path(__file__).resolve().parents[1]
 WHOAMI = "/api/v4/whoami"
@@ -197,40 +197,15 @@ def test_a_configuration_error_is_one_line_in_every_command(tmp_path: Path, vari
 # --- what serve says it runs with ---------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def served(database_url: str, tmp_path: Path, engine: object) -> Iterator[tuple[str, Path]]:
     """``billing-api serve`` on the test database with no secret set (development): yields
     its base URL and its log file."""
-    port = _free_port()
-    log_path = tmp_path / "serve.log"
     env = clean_env(tmp_path, BILLING_API_DATABASE_URL=database_url,
                     BILLING_API_TRUSTED_PROXIES="10.0.0.0/8", BILLING_API_DATABASE_POOL_SIZE="3")
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "billing_api", "serve", "--port", str(port),
-             "--log-format", "text"], env=env, stdout=subprocess.DEVNULL, stderr=log_file,
-            cwd=ROOT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
+    with serve_process(tmp_path, env, "--log-format", "text") as (process, base, log_path):
         yield base, log_path
-    finally:
-        process.terminate()
+        process.terminate()  # a clean stop, as before; the helper kills only a straggler
         process.wait(timeout=30)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ from billing_api.settings import Settings
 from billing_api.webhooks.models import WebhookAttempt, WebhookMessage
 
 from .conftest import TEST_SECRET
+from .test_ops import _free_port
 from .webhook_support import (
     ALLOW_LOOPBACK,
     add_endpoint,
@@ -35,12 +35,6 @@ from .webhook_support import (
     partner_world,
     receiver,
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env(database_url: str, **values: str) -> dict[str, str]:
