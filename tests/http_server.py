@@ -8,6 +8,7 @@ where the suite's log capture (tests/log_capture.py) checks them for secrets.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -16,6 +17,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
+
+from billing_api.app import close_loop_resources
 
 
 def _bind(host: str, *, dual_stack: bool = False) -> socket.socket:
@@ -46,7 +49,20 @@ def serve(app: Any, host: str = "127.0.0.1", *, dual_stack: bool = False) -> Ite
     config = uvicorn.Config(app, proxy_headers=False, log_config=None, log_level="info",
                             lifespan="off", access_log=True)
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+
+    def run() -> None:
+        # Lifespan is off: what the app opened on this loop is closed here, on it.
+        async def serve_then_close() -> None:
+            try:
+                await server.serve(sockets=[sock])
+            finally:
+                if hasattr(getattr(app, "state", None), "primary_reads"):
+                    await close_loop_resources(app)
+
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+            runner.run(serve_then_close())
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:

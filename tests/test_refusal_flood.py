@@ -9,9 +9,11 @@ bound to 127.0.0.2 reaches the server on 127.0.0.1 and is seen as 127.0.0.2.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 import httpx
@@ -53,12 +55,16 @@ def client_from(address: str | None = None) -> httpx.Client:
 
 
 class SqlLog:
-    """The statements an engine runs, for evidence that is not timing."""
+    """The statements every engine runs (the served app's, its event loop's included), for
+    evidence that is not timing; ``close`` stops listening."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self) -> None:
         self.statements: list[str] = []
         self._lock = threading.Lock()
-        event.listen(engine, "before_cursor_execute", self._seen)
+        event.listen(Engine, "before_cursor_execute", self._seen)
+
+    def close(self) -> None:
+        event.remove(Engine, "before_cursor_execute", self._seen)
 
     def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         with self._lock:
@@ -93,9 +99,10 @@ def test_a_garbage_key_flood_is_limited_per_address_and_costs_a_few_audit_rows(
     limit = settings.failed_auth_per_minute  # the default
     partner = make_partner(factory, settings)  # whitelists 127.0.0.1 only
     app = test_app(settings)
-    sql = SqlLog(app.state.engine)
+    sql = SqlLog()
     started = time.monotonic()
-    with serve(app) as base, client_from(ATTACKER) as attacker, client_from() as erp:
+    with (serve(app) as base, client_from(ATTACKER) as attacker, client_from() as erp,
+          closing(sql)):
         answers = []
         for i in range(100):
             if i == limit:
@@ -318,8 +325,9 @@ def test_the_failed_auth_limit_counts_an_ipv6_client_per_64() -> None:
     assert client_bucket(parse_network("192.0.2.1").network_address) == "192.0.2.1"
     assert client_bucket(None) == "unknown"
     for _ in range(3):
-        count_failed_auth(limiter, one, 3)
+        asyncio.run(count_failed_auth(limiter, one, 3))
     with pytest.raises(TooManyFailures) as refused:
-        check_failed_auth(limiter, other, 3)  # a fresh address in the same /64
+        asyncio.run(check_failed_auth(limiter, other, 3))  # a fresh address in the same /64
     assert 1 <= refused.value.retry_after <= 60
-    check_failed_auth(limiter, parse_network("2001:db8:1:3::1").network_address, 3)
+    asyncio.run(check_failed_auth(limiter, parse_network("2001:db8:1:3::1").network_address,
+                                  3))

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Engine, event, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import Pool
 
 from billing_api import db
 from billing_api.access.models import Company
@@ -57,12 +58,20 @@ def billed(factory: sessionmaker[Session], settings: Settings) -> Billed:
 
 @pytest.fixture
 def checkouts(settings: Settings) -> Iterator[tuple[str, list[int]]]:
-    """A served app, and the pool checkouts of its engine."""
+    """A served app, and the pool checkouts of every engine while it serves (on PostgreSQL
+    the event loop's reads have an asyncio engine of their own, made at first use)."""
     app = create_app(settings)
     seen: list[int] = []
-    event.listen(app.state.engine, "checkout", lambda *_: seen.append(1))
-    with serve(app) as base:
-        yield base, seen
+
+    def note(*_: Any) -> None:
+        seen.append(1)
+
+    event.listen(Pool, "checkout", note)
+    try:
+        with serve(app) as base:
+            yield base, seen
+    finally:
+        event.remove(Pool, "checkout", note)
 
 
 def test_one_invoice_and_details_take_one_connection_besides_the_key_lookup(

@@ -17,6 +17,7 @@ from billing_api.api.docs_routes import install_docs
 from billing_api.api.problems import register_problem_handlers
 from billing_api.api.schema_routes import router as schema_router
 from billing_api.db import make_engine, make_session_factory
+from billing_api.loop_reads import LoopReads
 from billing_api.ops import install_ops
 from billing_api.ops.context import RequestContextMiddleware
 from billing_api.portal import install_portal
@@ -44,6 +45,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(background.stop)
     # Counted refusals not yet written (access/audit.py) must not die with the worker.
     await anyio.to_thread.run_sync(app.state.refusal_audit.close)
+    await close_loop_resources(app)
+
+
+async def close_loop_resources(app: FastAPI) -> None:
+    """Close the connections this event loop opened (``loop_reads``, the Redis limiter's):
+    they cannot outlive it."""
+    close_limiter = getattr(app.state.api_rate_limiter, "aclose", None)
+    if close_limiter is not None:
+        await close_limiter()
+    for reads in {app.state.primary_reads, app.state.read_reads}:
+        await reads.dispose()
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -66,6 +78,11 @@ def create_app(settings: Settings) -> FastAPI:
         settings.read_database_url, pool_size=settings.database_pool_size)
     app.state.read_engine = read_engine
     app.state.read_session_factory = make_session_factory(read_engine)
+    # The same two databases for what runs on the event loop (authentication on the
+    # primary; one invoice and subscriptiondetails on the read engine).
+    app.state.primary_reads = LoopReads(engine, pool_size=settings.database_pool_size)
+    app.state.read_reads = app.state.primary_reads if read_engine is engine else LoopReads(
+        read_engine, pool_size=settings.database_pool_size)
     install_access(app)
     register_problem_handlers(app)
     app.include_router(document_routes.router)

@@ -58,6 +58,15 @@ class RateLimiter(Protocol):
         """Like ``hit`` without counting."""
         ...
 
+    async def hit_async(self, bucket: str, limit: int, window: float) -> Decision:
+        """``hit`` for the event loop (the API's requests): waits for a shared store without
+        blocking the loop."""
+        ...
+
+    async def peek_async(self, bucket: str, limit: int, window: float) -> Decision:
+        """``peek`` for the event loop."""
+        ...
+
     def release(self, bucket: str, token: str) -> None:
         """Un-count the one hit ``token`` names (a ``Decision.token`` of this limiter's);
         an unknown or foreign token is ignored."""
@@ -92,7 +101,7 @@ _LOCAL_HIT = "local:"  # prefix of this limiter's hit tokens
 class SlidingWindowLimiter:
     """A sliding log per bucket: exact, memory ≤ ``limit`` timestamps per active bucket.
 
-    Thread-safe: FastAPI runs sync dependencies in a thread pool."""
+    Thread-safe: the portal's sync routes run in FastAPI's thread pool."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, max_buckets: int = 100_000):
         self._clock = clock
@@ -122,6 +131,13 @@ class SlidingWindowLimiter:
             if len(hits) >= limit:
                 return Decision(False, max(1, math.ceil(hits[0] + window - now)))
             return Decision(True, 0)
+
+    # In memory, no I/O: the lock is held for microseconds, so the loop may take it.
+    async def hit_async(self, bucket: str, limit: int, window: float) -> Decision:
+        return self.hit(bucket, limit, window)
+
+    async def peek_async(self, bucket: str, limit: int, window: float) -> Decision:
+        return self.peek(bucket, limit, window)
 
     def release(self, bucket: str, token: str) -> None:
         if not token.startswith(_LOCAL_HIT):
@@ -170,6 +186,20 @@ class FallbackLimiter:
             self._report(exc)
             return self.fallback.peek(bucket, limit, window)
 
+    async def hit_async(self, bucket: str, limit: int, window: float) -> Decision:
+        try:
+            return await self.primary.hit_async(bucket, limit, window)
+        except LimiterUnavailable as exc:
+            self._report(exc)
+            return await self.fallback.hit_async(bucket, limit, window)
+
+    async def peek_async(self, bucket: str, limit: int, window: float) -> Decision:
+        try:
+            return await self.primary.peek_async(bucket, limit, window)
+        except LimiterUnavailable as exc:
+            self._report(exc)
+            return await self.fallback.peek_async(bucket, limit, window)
+
     def release(self, bucket: str, token: str) -> None:
         # The hit may have been counted by either; each ignores the other's tokens.
         self.fallback.release(bucket, token)
@@ -177,6 +207,12 @@ class FallbackLimiter:
             self.primary.release(bucket, token)
         except LimiterUnavailable as exc:
             self._report(exc)
+
+    async def aclose(self) -> None:
+        """Close the shared store's asyncio client of this event loop, if it has one."""
+        close = getattr(self.primary, "aclose", None)
+        if close is not None:
+            await close()
 
     def reset(self, bucket: str) -> None:
         self.fallback.reset(bucket)
@@ -206,9 +242,9 @@ def login_throttle(redis_url: str | None) -> LoginThrottle:
     return LoginThrottle(RedisLimiter.from_url(redis_url))
 
 
-def check_api_rate(limiter: RateLimiter, key_id: int, per_minute: int) -> None:
+async def check_api_rate(limiter: RateLimiter, key_id: int, per_minute: int) -> None:
     """Count one API call for ``key_id``; raises ``RateLimited`` past ``per_minute``."""
-    decision = limiter.hit(f"key:{key_id}", per_minute, 60.0)
+    decision = await limiter.hit_async(f"key:{key_id}", per_minute, 60.0)
     if not decision.allowed:
         raise RateLimited(
             f"more than {per_minute} requests a minute with this key: retry in "
@@ -226,19 +262,21 @@ def client_bucket(address: IPAddress | None) -> str:
     return str(address)
 
 
-def check_failed_auth(limiter: RateLimiter, address: IPAddress | None, per_minute: int) -> None:
+async def check_failed_auth(limiter: RateLimiter, address: IPAddress | None,
+                            per_minute: int) -> None:
     """Raises ``TooManyFailures`` when ``address`` failed authentication ``per_minute`` times
     in the last minute. Called before the key lookup, so a refused flood costs no query."""
-    decision = limiter.peek(_FAILED_AUTH + client_bucket(address), per_minute, 60.0)
+    decision = await limiter.peek_async(_FAILED_AUTH + client_bucket(address), per_minute, 60.0)
     if not decision.allowed:
         raise TooManyFailures(
             f"too many failed authentications from your address ({per_minute} a minute): "
             f"retry in {decision.retry_after} s", retry_after=decision.retry_after)
 
 
-def count_failed_auth(limiter: RateLimiter, address: IPAddress | None, per_minute: int) -> None:
+async def count_failed_auth(limiter: RateLimiter, address: IPAddress | None,
+                            per_minute: int) -> None:
     """Count one failed authentication from ``address`` (after the refusal is known)."""
-    limiter.hit(_FAILED_AUTH + client_bucket(address), per_minute, 60.0)
+    await limiter.hit_async(_FAILED_AUTH + client_bucket(address), per_minute, 60.0)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,10 @@ is its ``Decision.token``: ``release`` removes just that one (ZREM). Times come 
 server's clock (TIME), so the workers' clocks need not agree. Memory: at most ``limit`` members
 per active bucket, and a bucket's key expires one window after its last counted hit.
 
+The API's requests count on the event loop through an asyncio client (``hit_async``,
+``peek_async``): the same script, one client per event loop (an asyncio connection belongs to
+the loop that opened it), and the same pause after an error.
+
 Any Redis error is raised as ``LimiterUnavailable``; the caller decides what that means
 (``ratelimit.FallbackLimiter`` for the API, fail closed for the login throttle). After an
 error, calls fail at once for ``pause`` seconds instead of each waiting for a timeout.
@@ -16,13 +20,16 @@ error, calls fail at once for ``pause`` seconds instead of each waiting for a ti
 
 from __future__ import annotations
 
+import asyncio
 import math
 import secrets
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis
+import redis.asyncio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -57,12 +64,17 @@ class RedisLimiter:
     """Sliding-window counts in Redis under ``prefix``; raises ``LimiterUnavailable``."""
 
     def __init__(self, client: redis.Redis, *, prefix: str = KEY_PREFIX, pause: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 async_client: Callable[[], redis.asyncio.Redis] | None = None) -> None:
         self.client = client
         self.prefix = prefix
         self._script = client.register_script(_SLIDING_WINDOW)
         self._pause, self._clock = pause, clock
         self._paused_until = -math.inf  # a float write: no lock needed
+        self._new_async_client = async_client
+        self._async_clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[redis.asyncio.Redis, Any]] = (
+            weakref.WeakKeyDictionary())
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisLimiter:
@@ -70,15 +82,27 @@ class RedisLimiter:
 
         Short timeouts: a limiter that stalls stalls every request. One immediate retry
         replaces a pooled connection that a Redis restart has broken."""
-        client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5,
-                                      health_check_interval=30, retry=Retry(NoBackoff(), 1))
-        return cls(client, **kwargs)
+        options: dict[str, Any] = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5,
+                                   "health_check_interval": 30}
+        client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 1), **options)
+
+        def async_client() -> redis.asyncio.Redis:
+            return redis.asyncio.Redis.from_url(
+                url, retry=redis.asyncio.retry.Retry(NoBackoff(), 1), **options)
+
+        return cls(client, async_client=async_client, **kwargs)
 
     def hit(self, bucket: str, limit: int, window: float) -> Decision:
         return self._run(bucket, limit, window, count=True)
 
     def peek(self, bucket: str, limit: int, window: float) -> Decision:
         return self._run(bucket, limit, window, count=False)
+
+    async def hit_async(self, bucket: str, limit: int, window: float) -> Decision:
+        return await self._run_async(bucket, limit, window, count=True)
+
+    async def peek_async(self, bucket: str, limit: int, window: float) -> Decision:
+        return await self._run_async(bucket, limit, window, count=False)
 
     def release(self, bucket: str, token: str) -> None:
         if token:  # a member added by ``hit``; ZREM ignores one that is not there
@@ -90,20 +114,67 @@ class RedisLimiter:
     def close(self) -> None:
         self.client.close()
 
+    async def aclose(self) -> None:
+        """Close this event loop's asyncio client (the app's shutdown)."""
+        found = self._async_clients.pop(asyncio.get_running_loop(), None)
+        if found is not None:
+            await found[0].aclose()
+
     def _run(self, bucket: str, limit: int, window: float, *, count: bool) -> Decision:
-        # A random member: two hits in the same microsecond must stay two members.
-        member = secrets.token_hex(8) if count else ""
-        args = [limit, math.ceil(window * 1_000_000), "1" if count else "0", member]
-        allowed, wait_us = self._call(self._script, keys=[self.prefix + bucket], args=args)
-        if allowed:
-            return Decision(True, 0, member)
-        return Decision(False, max(1, math.ceil(int(wait_us) / 1_000_000)))
+        member, args = _script_args(limit, window, count)
+        self._check_pause()
+        try:
+            answer = self._script(keys=[self.prefix + bucket], args=args)
+        except redis.RedisError as exc:
+            raise self._failed(exc) from exc
+        return _decision(answer, member)
+
+    async def _run_async(self, bucket: str, limit: int, window: float, *,
+                         count: bool) -> Decision:
+        member, args = _script_args(limit, window, count)
+        self._check_pause()
+        try:
+            answer = await self._loop_script()(keys=[self.prefix + bucket], args=args)
+        except redis.RedisError as exc:
+            raise self._failed(exc) from exc
+        return _decision(answer, member)
+
+    def _loop_script(self) -> Callable[..., Awaitable[Any]]:
+        """The script on this event loop's asyncio client, made at its first use."""
+        loop = asyncio.get_running_loop()
+        found = self._async_clients.get(loop)
+        if found is None:
+            if self._new_async_client is None:
+                raise LimiterUnavailable("no asyncio client: make the limiter with from_url")
+            client = self._new_async_client()
+            found = client, client.register_script(_SLIDING_WINDOW)
+            self._async_clients[loop] = found
+        return found[1]  # type: ignore[no-any-return]
 
     def _call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self._clock() < self._paused_until:
-            raise LimiterUnavailable("Redis failed less than a few seconds ago")
+        self._check_pause()
         try:
             return func(*args, **kwargs)
         except redis.RedisError as exc:
-            self._paused_until = self._clock() + self._pause
-            raise LimiterUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise self._failed(exc) from exc
+
+    def _check_pause(self) -> None:
+        if self._clock() < self._paused_until:
+            raise LimiterUnavailable("Redis failed less than a few seconds ago")
+
+    def _failed(self, exc: redis.RedisError) -> LimiterUnavailable:
+        self._paused_until = self._clock() + self._pause
+        return LimiterUnavailable(f"{type(exc).__name__}: {exc}")
+
+
+def _script_args(limit: int, window: float, count: bool) -> tuple[str, list[Any]]:
+    # A random member: two hits in the same microsecond must stay two members.
+    member = secrets.token_hex(8) if count else ""
+    return member, [limit, math.ceil(window * 1_000_000), "1" if count else "0", member]
+
+
+def _decision(answer: Any, member: str) -> Decision:
+    allowed, wait_us = answer
+    if allowed:
+        return Decision(True, 0, member)
+    return Decision(False, max(1, math.ceil(int(wait_us) / 1_000_000)))

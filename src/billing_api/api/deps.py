@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from anyio.to_thread import run_sync
 from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy import Connection, update
 from sqlalchemy.exc import OperationalError
@@ -53,7 +54,8 @@ from billing_api.access.ratelimit import (
     count_failed_auth,
 )
 from billing_api.access.redaction import install_log_redaction
-from billing_api.db import is_lock_timeout, read_statements, transaction, utcnow
+from billing_api.db import is_lock_timeout, transaction, utcnow
+from billing_api.loop_reads import LoopReads
 from billing_api.settings import Settings
 
 log = logging.getLogger("billing_api.access")
@@ -93,44 +95,47 @@ def install_access(app: FastAPI) -> None:
     install_log_redaction()
 
 
-def authenticate_request(request: Request) -> ApiCaller:
+async def authenticate_request(request: Request) -> ApiCaller:
     """The authenticated caller; raises an ``AuthenticationFailed``, ``AccessForbidden`` or
-    ``RateLimited`` error (turned into problem details by ``api.problems``)."""
+    ``RateLimited`` error (turned into problem details by ``api.problems``).
+
+    On the event loop (``loop_reads``): the look-up is one indexed statement, the limits
+    count in memory or on Redis's asyncio client. The rare writes (the last-use stamp once a
+    minute, a refusal's audit, a pepper move) go to a worker thread."""
     settings: Settings = request.app.state.settings
     factory = request.app.state.session_factory
     resolved = request_resolved(request, settings.trusted_proxies)
     address = resolved.address
     attempt = _Attempt(address=str(address) if address else "")
     limiter: RateLimiter = request.app.state.api_rate_limiter
+    reads: LoopReads = request.app.state.primary_reads
     try:
         try:
-            check_failed_auth(limiter, address, settings.failed_auth_per_minute)
+            await check_failed_auth(limiter, address, settings.failed_auth_per_minute)
         except TooManyFailures:
             # Audited under what the limit counts: an IPv6 client's /64.
             attempt.address = client_bucket(address) if address else ""
             raise
-        # The primary's engine, a plain connection (no ORM session): every request reads
-        # the key, switch and whitelist afresh.
-        with read_statements(request.app.state.engine) as connection:
-            grant = _check(connection, settings, request, resolved, attempt)
-            caller = ApiCaller(grant.company_id, grant.key_id, grant.environment,
-                               grant.display_prefix, attempt.address)
-            stale = grant.last_used_at
-        check_api_rate(limiter, caller.key_id, settings.rate_limit_per_minute)
+        # The primary (never a replica), statements without a transaction: every request
+        # reads the key, switch and whitelist afresh.
+        grant = await reads.statements(_check, settings, request, resolved, attempt)
+        caller = ApiCaller(grant.company_id, grant.key_id, grant.environment,
+                           grant.display_prefix, attempt.address)
+        await check_api_rate(limiter, caller.key_id, settings.rate_limit_per_minute)
     except (AuthenticationFailed, AccessForbidden) as exc:
         # Counted after the refusal is known (a peek, then a hit): parallel requests can
         # overshoot by the ones in flight, but a valid key never holds a slot.
-        count_failed_auth(limiter, address, settings.failed_auth_per_minute)
-        _audit_refusal(request, attempt, exc)
+        await count_failed_auth(limiter, address, settings.failed_auth_per_minute)
+        await run_sync(_audit_refusal, request, attempt, exc)
         raise
     except RateLimited as exc:
-        _audit_refusal(request, attempt, exc)
+        await run_sync(_audit_refusal, request, attempt, exc)
         raise
     now = utcnow()
-    if keys.last_use_due(stale, now):
-        _stamp_last_used(factory, caller.key_id, now)
+    if keys.last_use_due(grant.last_used_at, now):
+        await run_sync(_stamp_last_used, factory, caller.key_id, now)
     if grant.old_pepper:
-        _move_to_current_pepper(factory, settings, caller.key_id, request)
+        await run_sync(_move_to_current_pepper, factory, settings, caller.key_id, request)
     request.state.api_caller = caller
     return caller
 

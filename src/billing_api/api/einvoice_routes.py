@@ -9,8 +9,11 @@ partner's or environment's invoice is 404 like a missing one.
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
+from anyio.to_thread import run_sync
 from fastapi import Depends, Path, Query, Request, Response
 from sqlalchemy import Connection
 
@@ -25,7 +28,8 @@ from billing_api.einvoice import documents
 from billing_api.errors import NotFound
 from billing_api.export.documents import invoice_shape
 from billing_api.export.stream import document_response, open_export
-from billing_api.sync.state import invoice_state
+from billing_api.loop_reads import LoopReads
+from billing_api.sync.state import InvoiceState, invoice_state
 
 
 async def resolve_version(
@@ -76,7 +80,7 @@ PDF_TYPE = {"application/pdf": "pdf"}
 
 
 def _one_invoice(endpoint: str, summary: str) -> None:
-    def handler(
+    async def handler(
         request: Request,
         caller: CallerDep,
         version: VersionDep,
@@ -90,38 +94,16 @@ def _one_invoice(endpoint: str, summary: str) -> None:
         form = einvoice_bulk.wanted_form(request)
         if form is None and request.query_params.get("format") is None and _accepts_pdf(request):
             form = "pdf"
-        fmt = form or negotiation.choose_format(request)
-        # One connection and snapshot for the whole answer: an indexed statement decides a
-        # 304, and the invoice is read in the same snapshot (a checkout and a transaction cost
-        # about as much as the whole small document: bench/load.py).
-        connection = open_export(request.app.state.read_engine)
-        handed_over = False
-        try:
-            state = invoice_state(connection, documents.KINDS[endpoint],
-                                  caller.company_id, caller.environment, invoice_id)
-            validated: dict[str, str] = {}
-            if state is not None:  # else the answer is a 404, below
-                current = conditional.invoice_validators(version, endpoint, fmt, embed_it,
-                                                         state)
-                if conditional.is_fresh(request, current):
-                    return conditional.not_modified(
-                        einvoice_bulk.headers_for(version, None) | current.headers())
-                validated = current.headers()
-            if form is None:
-                response = _v4_document(connection, caller, version, endpoint, invoice_id,
-                                        fmt, validated)
-                handed_over = True  # the streamed document closes it
-                return response
-            inv = documents.load(connection, endpoint, caller.company_id, caller.environment,
-                                 invoice_id)
-        finally:
-            if not handed_over:
-                connection.close()
-        body = documents.render(inv, form, embed_pdf=embed_it)
-        suffix = "pdf" if form == "pdf" else "xml"
-        headers = einvoice_bulk.headers_for(version, f"{inv.header.number}.{suffix}")
-        return Response(body, media_type=einvoice_bulk.MEDIA_TYPES[form],
-                        headers=headers | validated)
+        asked = _Asked(endpoint, invoice_id, form, form or negotiation.choose_format(request),
+                       embed_it)
+        if form is None:
+            # The XML or JSON document of one invoice is a few KB: answered on the event
+            # loop (``loop_reads``) unless it turns out longer than one chunk.
+            reads: LoopReads = request.app.state.read_reads
+            small = await reads.snapshot(_small_answer, request, caller, version, asked)
+            if small is not None:
+                return small
+        return await run_sync(_answer, request, caller, version, asked)
 
     handler.__name__ = f"{endpoint}_one"
     router.add_api_route(
@@ -135,21 +117,107 @@ def _one_invoice(endpoint: str, summary: str) -> None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """What a one-invoice request asks for, parsed."""
+
+    endpoint: str
+    invoice_id: str
+    form: str | None  # ubl or pdf; None for the v4 XML or JSON document
+    fmt: str  # the form, or xml / json
+    embed_pdf: bool
+
+
+def _validated(connection: Connection, request: Request, caller: ApiCaller,
+               version: ApiVersion, asked: _Asked
+               ) -> tuple[InvoiceState | None, Response | dict[str, str]]:
+    """The invoice's state and a 304 when the client's copy is current, else the answer's
+    validators (none when no state is found: the answer is then a 404, or a run without a
+    position). One indexed statement."""
+    state = invoice_state(connection, documents.KINDS[asked.endpoint], caller.company_id,
+                          caller.environment, asked.invoice_id)
+    if state is None:
+        return None, {}
+    current = conditional.invoice_validators(version, asked.endpoint, asked.fmt,
+                                             asked.embed_pdf, state)
+    if conditional.is_fresh(request, current):
+        return state, conditional.not_modified(einvoice_bulk.headers_for(version, None)
+                                               | current.headers())
+    return state, current.headers()
+
+
+def _small_answer(connection: Connection, request: Request, caller: ApiCaller,
+                  version: ApiVersion, asked: _Asked) -> Response | None:
+    """The v4 document in one snapshot on ``connection``, or None when it is longer than one
+    chunk (``_answer`` then streams it from a thread)."""
+    state, validated = _validated(connection, request, caller, version, asked)
+    if isinstance(validated, Response):
+        return validated
+    name, body = _v4_document(connection, caller, version, asked, state)
+    first = next(body)  # a document always has at least one chunk
+    try:
+        next(body)
+    except StopIteration:
+        return Response(first, media_type=einvoice_bulk.MEDIA_TYPES[asked.fmt],
+                        headers=einvoice_bulk.headers_for(version, name) | validated)
+    body.close()
+    return None
+
+
+def _answer(request: Request, caller: ApiCaller, version: ApiVersion,
+            asked: _Asked) -> Response:
+    """Any form, on a worker thread: a long document streams, a UBL or PDF is rendered off
+    the event loop. One connection and snapshot decides a 304 and reads the invoice."""
+    connection = open_export(request.app.state.read_engine)
+    handed_over = False
+    try:
+        state, validated = _validated(connection, request, caller, version, asked)
+        if isinstance(validated, Response):
+            return validated
+        if asked.form is None:
+            name, body = _v4_document(connection, caller, version, asked, state)
+            handed_over = True  # closed after the last chunk
+            return document_response(_closing(body, connection),
+                                     einvoice_bulk.MEDIA_TYPES[asked.fmt],
+                                     einvoice_bulk.headers_for(version, name) | validated)
+        inv = documents.load(connection, asked.endpoint, caller.company_id, caller.environment,
+                             asked.invoice_id)
+    finally:
+        if not handed_over:
+            connection.close()
+    rendered = documents.render(inv, asked.form, embed_pdf=asked.embed_pdf)
+    suffix = "pdf" if asked.form == "pdf" else "xml"
+    headers = einvoice_bulk.headers_for(version, f"{inv.header.number}.{suffix}")
+    return Response(rendered, media_type=einvoice_bulk.MEDIA_TYPES[asked.form],
+                    headers=headers | validated)
+
+
+def _closing(chunks: Generator[bytes, None, None],
+             connection: Connection) -> Generator[bytes, None, None]:
+    try:
+        yield from chunks
+    finally:
+        chunks.close()
+        connection.close()
+
+
 def _v4_document(connection: Connection, caller: ApiCaller, version: ApiVersion,
-                 endpoint: str, number: str, fmt: str, validated: dict[str, str]) -> Response:
-    """The v4 XML or JSON document holding only this invoice, read on ``connection`` (the
-    caller's snapshot), which the streamed document closes once it is sent."""
-    header = documents.find(connection, endpoint, caller.company_id, caller.environment,
-                            number)
-    day = negotiation.parse_date("Date", header.date)
+                 asked: _Asked, state: InvoiceState | None
+                 ) -> tuple[str, Generator[bytes, None, None]]:
+    """The file name and chunks of the v4 XML or JSON document holding only this invoice,
+    read on ``connection`` (the caller's snapshot, in which ``state`` was read)."""
+    if state is not None:
+        invoice_id, day = state.id, state.invoice_date
+    else:  # raises the 404 when the invoice is not the caller's
+        header = documents.find(connection, asked.endpoint, caller.company_id,
+                                caller.environment, asked.invoice_id)
+        invoice_id, day = header.id, negotiation.parse_date("Date", header.date)
     scope = negotiation.scope_for(caller.company_id, caller.environment, (day, day))
-    shape = invoice_shape(endpoint, version.v4_fields)
-    body = documents.v4_document(connection, shape, scope, fmt, header.id)
+    shape = invoice_shape(asked.endpoint, version.v4_fields)
+    body = documents.v4_document(connection, shape, scope, asked.fmt, invoice_id)
     # Named as the collections name theirs (the window is the invoice's day): <InvoiceID>.xml
     # is the UBL's name.
-    name = f"{endpoint}_{version.name}_{header.date}_{header.date}.{fmt}"
-    return document_response(body, einvoice_bulk.MEDIA_TYPES[fmt],
-                             einvoice_bulk.headers_for(version, name) | validated)
+    return f"{asked.endpoint}_{version.name}_{day:%Y%m%d}_{day:%Y%m%d}.{asked.fmt}", body
 
 
 def one_invoice_responses() -> dict[int | str, dict[str, Any]]:

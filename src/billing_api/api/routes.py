@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request, Response, Security
 from fastapi.security import APIKeyHeader
+from sqlalchemy import Connection
 
 from billing_api.access import links
 from billing_api.api import conditional, einvoice_bulk, negotiation
@@ -18,7 +19,6 @@ from billing_api.api.deps import ApiCaller, CallerDep, api_router
 from billing_api.api.errors import VersionGone
 from billing_api.api.openapi_docs import document_responses
 from billing_api.api.versions import CURRENT, SERVED, VERSIONS, ApiVersion
-from billing_api.db import read_statements
 from billing_api.errors import NotFound
 from billing_api.export import details
 from billing_api.export.documents import invoice_shape
@@ -240,7 +240,7 @@ _invoice_endpoint(
     responses=document_responses("subscriptiondetails"),
     operation_id="subscriptiondetails",
 )
-def subscription_details(
+async def subscription_details(
     request: Request,
     caller: CallerDep,
     version: VersionDep,
@@ -263,22 +263,28 @@ def subscription_details(
     fmt = negotiation.choose_format(request)
     window = negotiation.date_range(request, request.app.state.settings.today())
     wanted = negotiation.subscription_id(request)
-    # A plain connection (no ORM session): two prebuilt statements read the whole tree.
-    with read_statements(request.app.state.read_engine) as connection:
-        tree = details.build_details(
-            connection, caller.company_id, caller.environment, wanted, version.v4_fields
-        )
-        if tree is None:
-            raise NotFound(
-                f"subscription {wanted} was not found for this account and environment",
-                code="subscription_not_found",
-            )
-        body = details.to_xml(tree) if fmt == "xml" else details.to_json(tree)
-        # Small and without price lines: the tag is the body's digest, exact by construction.
-        current = conditional.details_validators(connection, caller, wanted, body)
+    # On the event loop (``loop_reads``): two prebuilt statements read the whole tree.
+    body, current = await request.app.state.read_reads.statements(
+        _details_body, caller, version, wanted, fmt)
     # Named after the subscription: two subscriptions' files must not collide (curl -OJ).
     label = f"{wanted}_{negotiation.compact(window[0])}_{negotiation.compact(window[1])}"
     headers = _headers(version, "subscriptiondetails", fmt, label) | current.headers()
     if conditional.is_fresh(request, current):
         return conditional.not_modified(headers)
     return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)
+
+
+def _details_body(connection: Connection, caller: ApiCaller, version: ApiVersion, wanted: int,
+                  fmt: str) -> tuple[bytes, conditional.Validators]:
+    """The subscription's document and validators; ``NotFound`` when it is not the caller's."""
+    tree = details.build_details(
+        connection, caller.company_id, caller.environment, wanted, version.v4_fields
+    )
+    if tree is None:
+        raise NotFound(
+            f"subscription {wanted} was not found for this account and environment",
+            code="subscription_not_found",
+        )
+    body = details.to_xml(tree) if fmt == "xml" else details.to_json(tree)
+    # Small and without price lines: the tag is the body's digest, exact by construction.
+    return body, conditional.details_validators(connection, caller, wanted, body)

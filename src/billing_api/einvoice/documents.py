@@ -77,7 +77,8 @@ def v4_document(
     connection: Connection, shape: DocumentShape, scope: Scope, fmt: str, invoice_id: int
 ) -> Generator[bytes, None, None]:
     """The v4 XML or JSON document holding only invoice ``invoice_id`` (dated in ``scope``),
-    written by the export's own writer and merge; closes ``connection``."""
+    written by the export's own writer and merge; ``connection`` stays open (its owner closes
+    it: a streamed answer after the last chunk, the event loop's read at once)."""
     dialect = connection.dialect
     # Compiled once per document kind, read with the driver's cursor (as the collections).
     headers = export_source.stream(
@@ -96,7 +97,6 @@ def v4_document(
     finally:
         lines.close()
         headers.close()
-        connection.close()
 
 
 def zip_document(
