@@ -5,10 +5,12 @@ Every refusal must answer the contract's status and code and leave an ``api_deni
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import Engine, event, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing_api.access import keys, links, permissions, users, whitelist
@@ -58,6 +60,25 @@ def test_valid_key_is_accepted_and_names_the_caller(base: str, partner: Partner,
     with factory() as session:
         assert session.get(ApiKey, partner.key_id).last_used_at is not None  # type: ignore[union-attr]
     assert denied_reasons(factory) == []
+
+
+def test_parallel_first_uses_of_a_key_write_one_stamp(base: str, partner: Partner) -> None:
+    """A key's requests in flight at a minute's turn all read a stale stamp; one writes it
+    (the others would queue for the write lock: bench/load.py's p99)."""
+    stamps: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lower().startswith("update api_keys set last_used_at"):
+            stamps.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", note)
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda _: get(base, key=partner.secret), range(32)))
+    finally:
+        event.remove(Engine, "before_cursor_execute", note)
+    assert [a.status_code for a in answers] == [200] * 32
+    assert len(stamps) == 1
 
 
 def test_no_key(base: str, factory: sessionmaker[Session]) -> None:

@@ -85,6 +85,16 @@ def test_last_used_written_at_most_once_a_minute() -> None:
     assert keys.last_use_due(t0, t0 + dt.timedelta(seconds=61))
 
 
+def test_one_stamp_per_key_and_minute_in_a_process() -> None:
+    claims, t0 = keys.LastUseClaims(max_keys=2), dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    assert claims.claim(1, t0)  # the first request writes the stamp...
+    assert not claims.claim(1, t0 + dt.timedelta(seconds=1))  # ...the ones in flight do not
+    assert claims.claim(2, t0)  # another key has its own
+    assert claims.claim(1, t0 + dt.timedelta(seconds=61))  # a minute on: the next stamp
+    assert claims.claim(3, t0 + dt.timedelta(seconds=200))  # full: stale entries pruned
+    assert not claims.claim(3, t0 + dt.timedelta(seconds=201))
+
+
 @pytest.mark.parametrize(("text", "stored"), [
     ("192.0.2.7", "192.0.2.7/32"), ("192.0.2.0/24", "192.0.2.0/24"),
     ("2001:DB8::1", "2001:db8::1/128"), ("::ffff:192.0.2.7", "192.0.2.7/32"),

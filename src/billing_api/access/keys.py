@@ -184,3 +184,26 @@ def last_use_due(last_used_at: dt.datetime | None, now: dt.datetime) -> bool:
     """Whether ``last_used_at`` is a minute old and should move to ``now``: one write per
     key-minute."""
     return last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION
+
+
+class LastUseClaims:
+    """Which keys this process has stamped within the last minute.
+
+    Without it, every request that read the key before a stamp committed would write one
+    too: at each minute's turn all of a busy key's requests in flight queued for the write
+    lock (on SQLite one at a time, a second's wait for the last of 64). Memory: one entry
+    per key used in the last minute, pruned as it grows."""
+
+    def __init__(self, max_keys: int = 10_000) -> None:
+        self._claimed: dict[int, dt.datetime] = {}
+        self._max_keys = max_keys
+
+    def claim(self, key_id: int, now: dt.datetime) -> bool:
+        """True for the first caller per key and minute: it writes the stamp."""
+        if not last_use_due(self._claimed.get(key_id), now):
+            return False
+        if len(self._claimed) >= self._max_keys:
+            self._claimed = {k: at for k, at in self._claimed.items()
+                             if not last_use_due(at, now)}
+        self._claimed[key_id] = now
+        return True

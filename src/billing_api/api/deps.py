@@ -92,6 +92,8 @@ def install_access(app: FastAPI) -> None:
     app.state.api_rate_limiter = api_limiter(app.state.settings.redis_url)
     # Refused API calls and failed portal logins, aggregated (access/audit.py).
     app.state.refusal_audit = audit.RefusalLog(app.state.session_factory)
+    # On the event loop only (authenticate_request): no lock.
+    app.state.last_use_claims = keys.LastUseClaims()
     install_log_redaction()
 
 
@@ -132,7 +134,8 @@ async def authenticate_request(request: Request) -> ApiCaller:
         await run_sync(_audit_refusal, request, attempt, exc)
         raise
     now = utcnow()
-    if keys.last_use_due(grant.last_used_at, now):
+    if (keys.last_use_due(grant.last_used_at, now)
+            and request.app.state.last_use_claims.claim(caller.key_id, now)):
         await run_sync(_stamp_last_used, factory, caller.key_id, now)
     if grant.old_pepper:
         await run_sync(_move_to_current_pepper, factory, settings, caller.key_id, request)
