@@ -124,6 +124,10 @@ class Invoice(Base):
         CheckConstraint("type IN ('invoice', 'credit')", name="type"),
         UniqueConstraint("environment", "sender_company_id", "invoice_number"),
         Index("ix_invoices_partner_date", "partner_id", "environment", "kind", "invoice_date"),
+        # One invoice by its InvoiceID (GET /api/v4/{invoices|customerinvoices}/{id}): one
+        # probe, where the unique constraint above leads with the sender.
+        Index("ix_invoices_partner_number", "partner_id", "environment", "kind",
+              "invoice_number"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
