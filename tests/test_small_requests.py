@@ -26,6 +26,7 @@ from billing_api.billing.run import bill_partner
 from billing_api.db import make_engine, read_statements, transaction
 from billing_api.environments import Environment
 from billing_api.settings import Settings
+from billing_api.sync.state import invoice_state
 from tests import factories as f
 from tests.access_helpers import Partner, make_partner
 from tests.http_server import serve
@@ -155,3 +156,58 @@ def test_a_rested_connection_is_pinged_and_a_dead_one_replaced(
     finally:
         engine.dispose()
         admin.dispose()
+
+
+def test_small_requests_answer_while_every_pooled_connection_streams(
+    billed: Billed, settings: Settings
+) -> None:
+    """Downloads hold the threads' pool connections until their last chunk; the event loop's
+    reads do not queue for them (waiting there would stop the loop that sends those chunks:
+    nothing moved until the pool timeout)."""
+    app = create_app(settings.model_copy(update={"database_pool_size": 2}))
+    key = {"X-Api-Key": billed.partner.secret}
+    with serve(app) as base:
+        # First use stamps last_used_at from the threads' pool: before it is emptied.
+        first = httpx.get(f"{base}/api/v4/invoices/{billed.invoice_number}", headers=key,
+                          timeout=30)
+        assert first.status_code == 200, first.text
+        held = [app.state.engine.connect() for _ in range(2)]  # as two streaming downloads
+        try:
+            for path in (f"/api/v4/invoices/{billed.invoice_number}?format=json",
+                         f"/api/v4/subscriptiondetails?subscriptionId={billed.subscription_id}",
+                         "/api/v4/invoices?startDate=20261023&endDate=20261023&format=json"):
+                started = time.monotonic()
+                answer = httpx.get(base + path, headers=key, timeout=60)
+                assert answer.status_code == 200, (path, answer.text)
+                assert time.monotonic() - started < 5, path  # the pool timeout is 30 s
+        finally:
+            for connection in held:
+                connection.close()
+
+
+def test_one_invoice_is_found_by_its_number_with_one_index_probe(
+    billed: Billed, engine: Engine, backend: str
+) -> None:
+    """The 304 state statement (which also gives the invoice's id and date) finds the
+    invoice through (partner, environment, kind, invoice_number), not by scanning every
+    invoice of the partner's kind."""
+    sent: list[tuple[str, Any]] = []
+
+    def note(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.startswith("SELECT"):  # not SQLite's BEGIN
+            sent.append((statement, parameters))
+
+    with engine.connect() as connection:
+        event.listen(connection, "before_cursor_execute", note)
+        state = invoice_state(connection, "purchase", billed.partner.company_id,
+                              "production", billed.invoice_number)
+        event.remove(connection, "before_cursor_execute", note)
+        assert state is not None and len(sent) == 1
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        if backend == "postgresql":
+            cursor.execute("SET enable_seqscan = off")  # a tiny table is scanned otherwise
+            cursor.execute("EXPLAIN " + sent[0][0], sent[0][1])
+        else:
+            cursor.execute("EXPLAIN QUERY PLAN " + sent[0][0], sent[0][1])
+        plan = [str(row[-1]) for row in cursor.fetchall()]
+    assert any("ix_invoices_partner_number" in line for line in plan), plan

@@ -6,8 +6,11 @@ server CPU per one-invoice request with 40 threads, 1.2 ms on the loop). So auth
 one invoice and subscriptiondetails run on the loop and read through ``LoopReads``, which
 runs the same sync functions of a ``Connection`` as the threads do:
 
-* SQLite: directly, on the loop. A read in WAL mode waits for no lock and an indexed look-up
-  takes microseconds, less than a hand-off to a thread.
+* SQLite: directly, on the loop, on a connection of its own. A read in WAL mode waits for no
+  lock and an indexed look-up takes microseconds, less than a hand-off to a thread. Not from
+  the threads' pool: while its connections are all streaming downloads, waiting for one
+  would stop the loop that sends their chunks (the loop runs one read at a time, so one
+  connection never waits).
 * PostgreSQL: on psycopg's asyncio connection through SQLAlchemy's ``run_sync``: the function
   runs in a greenlet and each statement's round trip is awaited, so the loop serves other
   requests meanwhile. The asyncio engine has its own pool of ``database_pool_size``
@@ -26,7 +29,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from billing_api.db import SQLITE_BEGIN_OPTION, SQLITE_NO_BEGIN, make_async_engine
+from billing_api.db import SQLITE_BEGIN_OPTION, SQLITE_NO_BEGIN, make_async_engine, make_engine
 
 T = TypeVar("T")
 
@@ -35,9 +38,12 @@ class LoopReads:
     """Runs ``fn(connection, ...)`` for a coroutine, on ``engine``'s database."""
 
     def __init__(self, engine: Engine, *, pool_size: int | None = None) -> None:
-        self.engine = engine
         self._pool_size = pool_size
         self._on_loop = engine.dialect.name == "postgresql"
+        self.engine = engine
+        if not self._on_loop and engine.url.database not in (None, "", ":memory:"):
+            self.engine = make_engine(engine.url.render_as_string(hide_password=False),
+                                      pool_size=1)
         self._engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncEngine] = (
             weakref.WeakKeyDictionary())
 
@@ -62,17 +68,21 @@ class LoopReads:
 
     async def snapshot(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn`` in one read transaction with one snapshot for all its statements
-        (``export.stream.open_export``'s), ended after."""
+        (``export.stream.open_export``'s), ended when the connection closes: after ``fn``,
+        or by ``fn`` itself (a finished document closes its connection)."""
         if not self._on_loop:
-            with self.engine.connect() as connection, connection.begin():
+            with self.engine.connect() as connection:
+                connection.begin()
                 return fn(connection, *args)
         async with self._async_engine().connect() as on_loop:
             await on_loop.execution_options(isolation_level="REPEATABLE READ")
-            async with on_loop.begin():
-                return await on_loop.run_sync(fn, *args)
+            await on_loop.begin()
+            return await on_loop.run_sync(fn, *args)
 
     async def dispose(self) -> None:
         """Close this event loop's connections (the app's shutdown)."""
+        if not self._on_loop:
+            self.engine.dispose()
         found = self._engines.pop(asyncio.get_running_loop(), None)
         if found is not None:
             await found.dispose()

@@ -177,33 +177,44 @@ class Collection:
 def open_collection(request: Request, caller: ApiCaller, version: ApiVersion, endpoint: str,
                     fmt: str, headers: dict[str, str], *, embed_pdf: bool = False,
                     filters: Window | None = None) -> Collection:
-    """Open the document's read transaction, read the caller's runs in it (the snapshot the
-    body is read from) and decide: a 304, or the scope to stream with its headers (to which
-    the validators and, on v4, ``X-Next-Cursor`` are added)."""
-    settings = request.app.state.settings
-    filters = filters or window(request, caller, version, settings.today())
+    """Open the document's read transaction and ``decide_collection`` in it; the connection
+    stays open for the body unless the answer is a 304."""
+    filters = filters or window(request, caller, version, request.app.state.settings.today())
     connection = open_export(request.app.state.read_engine)
     try:
-        state = partner_state(connection, caller.company_id, caller.environment)
-        scope, in_scope = _scope(caller, filters, state, fmt in ("ubl", "pdf"))
-        stamps: list[dt.datetime | None] = [run.finished_at for run in in_scope]
-        stamps += [state.content_changed_at, state.undone_at]
-        if filters.moving:  # the window itself moved at the start of today
-            stamps.append(dt.datetime.combine(settings.today(), dt.time(),
-                                              ZoneInfo(settings.timezone)))
-        current = validators(
-            [version.name, endpoint, fmt, embed_pdf, filters.start, filters.end, filters.since,
-             sorted(run.position for run in in_scope), state.content_revision], stamps)
-        headers = headers | current.headers()
-        if version.v4_fields:
-            headers["X-Next-Cursor"] = cursors.encode(caller.company_id, caller.environment,
-                                                      scope.upto)
-        if is_fresh(request, current):
-            connection.close()
-            return Collection(scope, headers, None, not_modified(headers))
+        found = decide_collection(connection, request, caller, version, endpoint, fmt, headers,
+                                  embed_pdf=embed_pdf, filters=filters)
     except BaseException:
         connection.close()
         raise
+    if found.not_modified is not None:
+        connection.close()
+    return found
+
+
+def decide_collection(connection: Connection, request: Request, caller: ApiCaller,
+                      version: ApiVersion, endpoint: str, fmt: str, headers: dict[str, str],
+                      *, embed_pdf: bool, filters: Window) -> Collection:
+    """Read the caller's runs in ``connection``'s read transaction (the snapshot the body is
+    read from) and decide: a 304, or the scope to stream with its headers (to which the
+    validators and, on v4, ``X-Next-Cursor`` are added)."""
+    settings = request.app.state.settings
+    state = partner_state(connection, caller.company_id, caller.environment)
+    scope, in_scope = _scope(caller, filters, state, fmt in ("ubl", "pdf"))
+    stamps: list[dt.datetime | None] = [run.finished_at for run in in_scope]
+    stamps += [state.content_changed_at, state.undone_at]
+    if filters.moving:  # the window itself moved at the start of today
+        stamps.append(dt.datetime.combine(settings.today(), dt.time(),
+                                          ZoneInfo(settings.timezone)))
+    current = validators(
+        [version.name, endpoint, fmt, embed_pdf, filters.start, filters.end, filters.since,
+         sorted(run.position for run in in_scope), state.content_revision], stamps)
+    headers = headers | current.headers()
+    if version.v4_fields:
+        headers["X-Next-Cursor"] = cursors.encode(caller.company_id, caller.environment,
+                                                  scope.upto)
+    if is_fresh(request, current):
+        return Collection(scope, headers, None, not_modified(headers))
     return Collection(scope, headers, connection, None)
 
 

@@ -27,7 +27,7 @@ from billing_api.api.versions import CURRENT, SERVED, ApiVersion
 from billing_api.einvoice import documents
 from billing_api.errors import NotFound
 from billing_api.export.documents import invoice_shape
-from billing_api.export.stream import document_response, open_export
+from billing_api.export.stream import document_response, one_chunk, open_export
 from billing_api.loop_reads import LoopReads
 from billing_api.sync.state import InvoiceState, invoice_state
 
@@ -154,14 +154,11 @@ def _small_answer(connection: Connection, request: Request, caller: ApiCaller,
     if isinstance(validated, Response):
         return validated
     name, body = _v4_document(connection, caller, version, asked, state)
-    first = next(body)  # a document always has at least one chunk
-    try:
-        next(body)
-    except StopIteration:
-        return Response(first, media_type=einvoice_bulk.MEDIA_TYPES[asked.fmt],
-                        headers=einvoice_bulk.headers_for(version, name) | validated)
-    body.close()
-    return None
+    whole = one_chunk(body)
+    if whole is None:
+        return None
+    return Response(whole, media_type=einvoice_bulk.MEDIA_TYPES[asked.fmt],
+                    headers=einvoice_bulk.headers_for(version, name) | validated)
 
 
 def _answer(request: Request, caller: ApiCaller, version: ApiVersion,

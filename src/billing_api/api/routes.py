@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from anyio.to_thread import run_sync
 from fastapi import Depends, Path, Query, Request, Response, Security
 from fastapi.security import APIKeyHeader
 from sqlalchemy import Connection
@@ -22,7 +23,8 @@ from billing_api.api.versions import CURRENT, SERVED, VERSIONS, ApiVersion
 from billing_api.errors import NotFound
 from billing_api.export import details
 from billing_api.export.documents import invoice_shape
-from billing_api.export.stream import document_response, invoice_document
+from billing_api.export.stream import document_response, invoice_document, one_chunk
+from billing_api.loop_reads import LoopReads
 
 MEDIA_TYPES = {"xml": "application/xml; charset=utf-8", "json": "application/json"}
 # Every query parameter a route takes (token: a download link's, api/deps.py); others are a 400.
@@ -160,9 +162,40 @@ def _headers(version: ApiVersion, endpoint: str, fmt: str, label: str | None) ->
     return headers
 
 
-def _document(request: Request, caller: ApiCaller, version: ApiVersion, endpoint: str) -> Response:
+async def _document(request: Request, caller: ApiCaller, version: ApiVersion,
+                    endpoint: str) -> Response:
     fmt = negotiation.choose_format(request)
     filters = conditional.window(request, caller, version, request.app.state.settings.today())
+    # An ERP polling a day gets one chunk: answered on the event loop (loop_reads); a longer
+    # document is read again and streamed from a worker thread.
+    reads: LoopReads = request.app.state.read_reads
+    small = await reads.snapshot(_small_document, request, caller, version, endpoint, fmt,
+                                 filters)
+    if small is not None:
+        return small
+    return await run_sync(_streamed_document, request, caller, version, endpoint, fmt, filters)
+
+
+def _small_document(connection: Connection, request: Request, caller: ApiCaller,
+                    version: ApiVersion, endpoint: str, fmt: str,
+                    filters: conditional.Window) -> Response | None:
+    """A 304, or the whole document if it is one chunk long, else None."""
+    found = conditional.decide_collection(connection, request, caller, version, endpoint, fmt,
+                                          _headers(version, endpoint, fmt, None),
+                                          embed_pdf=False, filters=filters)
+    if found.not_modified is not None:
+        return found.not_modified
+    whole = one_chunk(invoice_document(connection, invoice_shape(endpoint, version.v4_fields),
+                                       found.scope, fmt))
+    if whole is None:
+        return None
+    headers = found.headers | _headers(version, endpoint, fmt,
+                                       conditional.label(filters, found.scope))
+    return Response(whole, media_type=MEDIA_TYPES[fmt], headers=headers)
+
+
+def _streamed_document(request: Request, caller: ApiCaller, version: ApiVersion,
+                       endpoint: str, fmt: str, filters: conditional.Window) -> Response:
     # Opened before answering, so a database that is down is a 503, not a broken stream; the
     # caller's runs are read first in it: the validators and cursor match the body's snapshot.
     found = conditional.open_collection(request, caller, version, endpoint, fmt,
@@ -178,7 +211,7 @@ def _document(request: Request, caller: ApiCaller, version: ApiVersion, endpoint
 
 
 def _invoice_endpoint(endpoint: str, summary: str) -> None:
-    def handler(
+    async def handler(
         request: Request,
         caller: CallerDep,
         version: VersionDep,
@@ -189,9 +222,9 @@ def _invoice_endpoint(endpoint: str, summary: str) -> None:
         api_key: ApiKey = None,
     ) -> Response:
         negotiation.refuse_unknown_parameters(request, INVOICE_PARAMETERS)
-        return _document(request, caller, version, endpoint)
+        return await _document(request, caller, version, endpoint)
 
-    def einvoice_handler(
+    async def einvoice_handler(
         request: Request,
         caller: CallerDep,
         version: VersionDep,
@@ -205,9 +238,10 @@ def _invoice_endpoint(endpoint: str, summary: str) -> None:
         negotiation.refuse_unknown_parameters(request, EINVOICE_COLLECTION_PARAMETERS)
         einvoice_bulk.embed_pdf(request)  # a bad value is a 400 whatever the format
         form = einvoice_bulk.wanted_form(request)
-        if form is not None:  # a ZIP of e-invoices (v4 on)
-            return einvoice_bulk.bulk_response(request, caller, version, endpoint, form)
-        return _document(request, caller, version, endpoint)
+        if form is not None:  # a ZIP of e-invoices (v4 on), rendered on worker threads
+            return await run_sync(einvoice_bulk.bulk_response, request, caller, version,
+                                  endpoint, form)
+        return await _document(request, caller, version, endpoint)
 
     einvoices = endpoint in einvoice_bulk.ENDPOINTS
     chosen = einvoice_handler if einvoices else handler

@@ -387,7 +387,8 @@ def stream(
     driver_connection: Any = connection.connection.dbapi_connection
     server_side = connection.dialect.name == "postgresql" and bool(query.cursor_name)
     if server_side:
-        cursor = driver_connection.cursor(name=query.cursor_name)
+        # Positional: SQLAlchemy's asyncio adapter (the event loop's reads) takes no keyword.
+        cursor = driver_connection.cursor(query.cursor_name)
     else:
         cursor = driver_connection.cursor()
     try:

@@ -136,6 +136,23 @@ def _merge(
     streamed.inc(pending)
 
 
+def one_chunk(chunks: Generator[bytes, None, None]) -> bytes | None:
+    """The whole document when it ends within its first chunk, else None (``chunks`` is
+    closed): what an event-loop answer can send without a thread (api/routes.py)."""
+    first = next(chunks)  # a document always has at least one chunk
+    try:
+        next(chunks)
+    except StopIteration:
+        return first
+    chunks.close()
+    return None
+
+
+# The second chunk is written before the first batch of rows is read to its end, so
+# ``one_chunk`` never reaches ``source._prefetched``'s thread (it must not on the event loop).
+assert 2 * LINES_PER_CHUNK <= s.FETCH_ROWS
+
+
 def document_response(
     chunks: Generator[bytes, None, None], media_type: str, headers: dict[str, str]
 ) -> Response:
