@@ -6,11 +6,12 @@ Two servers on the same tiny demo database as ``bench/load.py``, both with
 ``BILLING_API_REDIS_URL`` (127.0.0.1:6379, as a multi-worker deployment must run: one rate-limit
 count for all workers): one with one worker pinned (``taskset``) to the first CPU, one with two
 workers, each pinned to one of the first two CPUs. ``wrk`` (one thread, 64 connections) sends
-the authenticated one-invoice download of ``bench/load.py`` (key digest, whitelist, Redis rate
-limit, one query), alternately to each server, best of ``--repeats`` by requests/s. ``wrk`` is
-pinned to the third CPU when there is one, else to the last: on a 2-core machine it shares the
-second worker's core, which is as far apart as 2 cores allow (it needs a few percent of a core
-at these rates).
+the authenticated one-day collection download of ``bench/load.py`` (``download``: key
+digest, whitelist, Redis rate limit, one invoice's document answered on the event loop),
+alternately to each server, best of ``--repeats`` by requests/s. ``wrk`` is pinned to the
+third CPU when there is one, else to the last: on a 2-core machine it shares the second
+worker's core, which is as far apart as 2 cores allow (it needs a few percent of a core at
+these rates).
 On a machine busy with other users' work the ratio says little: Linux's scheduler autogroups
 give one login session one share of the CPUs, however many processes it runs (cat
 /proc/sys/kernel/sched_autogroup_enabled), so a second worker adds no CPU time there; measured
