@@ -25,11 +25,13 @@ from billing_api.billing.models import Invoice
 from billing_api.billing.run import bill_partner
 from billing_api.db import make_engine, read_statements, transaction
 from billing_api.environments import Environment
+from billing_api.export import stream
 from billing_api.settings import Settings
 from billing_api.sync.state import invoice_state
 from tests import factories as f
 from tests.access_helpers import Partner, make_partner
 from tests.http_server import serve
+from tests.test_ops import price_lines, sample, scrape
 
 
 @dataclass
@@ -218,3 +220,25 @@ def test_one_invoice_is_found_by_its_number_with_one_index_probe(
         plan = [str(row[-1]) for row in cursor.fetchall()]
         connection.rollback()
     assert any("ix_invoices_partner_number" in line for line in plan), plan
+
+
+def test_documents_answered_on_the_loop_count_their_lines_once(
+    billed: Billed, checkouts: tuple[str, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-chunk document counts its lines when sent; a longer one, tried on the loop and
+    then streamed by a thread, counts them once too (not the loop's attempt)."""
+    base, _ = checkouts
+    key = {"X-Api-Key": billed.partner.secret}
+    one = f"{base}/api/v4/invoices/{billed.invoice_number}?format=json"
+    day = f"{base}/api/v4/invoices?startDate=20261023&endDate=20261023&format=json"
+    for url, chunk in ((one, 400), (day, 400), (day, 1)):  # 1: every line a chunk of its own
+        monkeypatch.setattr(stream, "LINES_PER_CHUNK", chunk)
+        before = scrape(base)
+        answer = httpx.get(url, headers=key, timeout=30)
+        assert answer.status_code == 200, answer.text
+        lines = price_lines(answer.json())
+        counted = (sample(scrape(base), "billing_api_export_lines_streamed_total",
+                          document="invoices")
+                   - sample(before, "billing_api_export_lines_streamed_total",
+                            document="invoices"))
+        assert lines >= 1 and counted == lines, (url, chunk)

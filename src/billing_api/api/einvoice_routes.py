@@ -9,7 +9,8 @@ partner's or environment's invoice is 404 like a missing one.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import datetime as dt
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -153,12 +154,14 @@ def _small_answer(connection: Connection, request: Request, caller: ApiCaller,
     state, validated = _validated(connection, request, caller, version, asked)
     if isinstance(validated, Response):
         return validated
-    name, body = _v4_document(connection, caller, version, asked, state)
-    whole = one_chunk(body)
+    invoice_id, day = _located(connection, caller, asked, state)
+    whole = one_chunk(lambda count: _v4_chunks(connection, caller, version, asked, invoice_id,
+                                               day, count), asked.endpoint)
     if whole is None:
         return None
     return Response(whole, media_type=einvoice_bulk.MEDIA_TYPES[asked.fmt],
-                    headers=einvoice_bulk.headers_for(version, name) | validated)
+                    headers=einvoice_bulk.headers_for(version, _v4_name(version, asked, day))
+                    | validated)
 
 
 def _answer(request: Request, caller: ApiCaller, version: ApiVersion,
@@ -172,11 +175,12 @@ def _answer(request: Request, caller: ApiCaller, version: ApiVersion,
         if isinstance(validated, Response):
             return validated
         if asked.form is None:
-            name, body = _v4_document(connection, caller, version, asked, state)
+            invoice_id, day = _located(connection, caller, asked, state)
+            body = _v4_chunks(connection, caller, version, asked, invoice_id, day)
             handed_over = True  # closed after the last chunk
-            return document_response(_closing(body, connection),
-                                     einvoice_bulk.MEDIA_TYPES[asked.fmt],
-                                     einvoice_bulk.headers_for(version, name) | validated)
+            return document_response(
+                _closing(body, connection), einvoice_bulk.MEDIA_TYPES[asked.fmt],
+                einvoice_bulk.headers_for(version, _v4_name(version, asked, day)) | validated)
         inv = documents.load(connection, asked.endpoint, caller.company_id, caller.environment,
                              asked.invoice_id)
     finally:
@@ -198,23 +202,31 @@ def _closing(chunks: Generator[bytes, None, None],
         connection.close()
 
 
-def _v4_document(connection: Connection, caller: ApiCaller, version: ApiVersion,
-                 asked: _Asked, state: InvoiceState | None
-                 ) -> tuple[str, Generator[bytes, None, None]]:
-    """The file name and chunks of the v4 XML or JSON document holding only this invoice,
-    read on ``connection`` (the caller's snapshot, in which ``state`` was read)."""
+def _located(connection: Connection, caller: ApiCaller, asked: _Asked,
+             state: InvoiceState | None) -> tuple[int, dt.date]:
+    """The invoice's row id and date: from ``state`` when it was found, else looked up
+    (raising the 404 when the invoice is not the caller's)."""
     if state is not None:
-        invoice_id, day = state.id, state.invoice_date
-    else:  # raises the 404 when the invoice is not the caller's
-        header = documents.find(connection, asked.endpoint, caller.company_id,
-                                caller.environment, asked.invoice_id)
-        invoice_id, day = header.id, negotiation.parse_date("Date", header.date)
+        return state.id, state.invoice_date
+    header = documents.find(connection, asked.endpoint, caller.company_id, caller.environment,
+                            asked.invoice_id)
+    return header.id, negotiation.parse_date("Date", header.date)
+
+
+def _v4_chunks(connection: Connection, caller: ApiCaller, version: ApiVersion, asked: _Asked,
+               invoice_id: int, day: dt.date, count: Callable[[int], None] | None = None
+               ) -> Generator[bytes, None, None]:
+    """The v4 XML or JSON document holding only this invoice, read on ``connection`` (the
+    caller's snapshot)."""
     scope = negotiation.scope_for(caller.company_id, caller.environment, (day, day))
     shape = invoice_shape(asked.endpoint, version.v4_fields)
-    body = documents.v4_document(connection, shape, scope, asked.fmt, invoice_id)
+    return documents.v4_document(connection, shape, scope, asked.fmt, invoice_id, count)
+
+
+def _v4_name(version: ApiVersion, asked: _Asked, day: dt.date) -> str:
     # Named as the collections name theirs (the window is the invoice's day): <InvoiceID>.xml
     # is the UBL's name.
-    return f"{asked.endpoint}_{version.name}_{day:%Y%m%d}_{day:%Y%m%d}.{asked.fmt}", body
+    return f"{asked.endpoint}_{version.name}_{day:%Y%m%d}_{day:%Y%m%d}.{asked.fmt}"
 
 
 def one_invoice_responses() -> dict[int | str, dict[str, Any]]:

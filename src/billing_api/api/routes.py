@@ -185,8 +185,9 @@ def _small_document(connection: Connection, request: Request, caller: ApiCaller,
                                           embed_pdf=False, filters=filters)
     if found.not_modified is not None:
         return found.not_modified
-    whole = one_chunk(invoice_document(connection, invoice_shape(endpoint, version.v4_fields),
-                                       found.scope, fmt))
+    shape = invoice_shape(endpoint, version.v4_fields)
+    whole = one_chunk(lambda count: invoice_document(connection, shape, found.scope, fmt,
+                                                     count), endpoint)
     if whole is None:
         return None
     headers = found.headers | _headers(version, endpoint, fmt,

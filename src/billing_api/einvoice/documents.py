@@ -74,7 +74,8 @@ def invoices(connection: Connection, endpoint: str, scope: Scope) -> Iterator[s.
 
 
 def v4_document(
-    connection: Connection, shape: DocumentShape, scope: Scope, fmt: str, invoice_id: int
+    connection: Connection, shape: DocumentShape, scope: Scope, fmt: str, invoice_id: int,
+    count: Callable[[int], None] | None = None,
 ) -> Generator[bytes, None, None]:
     """The v4 XML or JSON document holding only invoice ``invoice_id`` (dated in ``scope``),
     written by the export's own writer and merge; ``connection`` stays open (its owner closes
@@ -93,7 +94,7 @@ def v4_document(
         ),
     )
     try:
-        yield from merge(writer_for(shape, fmt), shape, headers, lines)
+        yield from merge(writer_for(shape, fmt), shape, headers, lines, count)
     finally:
         lines.close()
         headers.close()

@@ -12,7 +12,7 @@ sees an incomplete download, never a well-formed but truncated document.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
 import anyio
@@ -41,9 +41,11 @@ def open_export(engine: Engine) -> Connection:
 
 
 def invoice_document(
-    connection: Connection, shape: DocumentShape, scope: s.Scope, fmt: str
+    connection: Connection, shape: DocumentShape, scope: s.Scope, fmt: str,
+    count: Callable[[int], None] | None = None,
 ) -> Generator[bytes, None, None]:
-    """Yield the document in chunks; closes ``connection`` when done or abandoned."""
+    """Yield the document in chunks; closes ``connection`` when done or abandoned. ``count``
+    gets the lines written (default: the export metric, as they are sent)."""
     writer = writer_for(shape, fmt)
     dialect = connection.dialect
     invoices = s.stream(connection, s.prepared_invoice_query(dialect, shape.kind, scope))
@@ -58,7 +60,7 @@ def invoice_document(
         ),
     )
     try:
-        yield from _merge(writer, shape, invoices, lines)
+        yield from _merge(writer, shape, invoices, lines, count)
     finally:
         # Close the cursors (the header stream is never read to its end) before the
         # connection, or they would be closed later on a closed connection.
@@ -72,6 +74,7 @@ def _merge(
     shape: DocumentShape,
     invoices: Iterator[Any],
     lines: Iterator[Any],
+    count: Callable[[int], None] | None = None,
 ) -> Iterator[bytes]:
     # Column positions and writer methods as locals: this loop runs once per line, and on a
     # document of small invoices its own look-ups were a quarter of the Python time.
@@ -89,7 +92,8 @@ def _merge(
     first_invoice = first_customer = first_subscription = first_line = True
     sales_excl = sales_vat = 0
     pending = 0
-    streamed = EXPORT_LINES.labels(shape.endpoint)  # counted per chunk, not per line
+    # Counted per chunk, not per line, once the chunk is taken (the generator resumed).
+    streamed = count or EXPORT_LINES.labels(shape.endpoint).inc
     for row in lines:
         if invoice is None or row[invoice_key] != invoice[header_key]:
             if invoice is not None:
@@ -124,7 +128,7 @@ def _merge(
         pending += 1
         if pending >= LINES_PER_CHUNK:
             yield "".join(out).encode()
-            streamed.inc(pending)
+            streamed(pending)
             out, pending = [], 0
             append = out.append
     if invoice is not None:
@@ -133,16 +137,27 @@ def _merge(
         append(invoice_end(invoice, (sales_excl, sales_vat)))
     append(writer.end())
     yield "".join(out).encode()
-    streamed.inc(pending)
+    streamed(pending)
 
 
-def one_chunk(chunks: Generator[bytes, None, None]) -> bytes | None:
-    """The whole document when it ends within its first chunk, else None (``chunks`` is
-    closed): what an event-loop answer can send without a thread (api/routes.py)."""
+def one_chunk(document: Callable[[Callable[[int], None]], Generator[bytes, None, None]],
+              endpoint: str) -> bytes | None:
+    """The whole document when it ends within its first chunk, else None (its chunks are
+    closed): what an event-loop answer can send without a thread (api/routes.py).
+    ``document(count)`` makes the chunks; its lines reach the export metric only when it is
+    whole: a longer one is written again, and counted, by the thread that streams it."""
+    lines = 0
+
+    def count(written: int) -> None:
+        nonlocal lines
+        lines += written
+
+    chunks = document(count)
     first = next(chunks)  # a document always has at least one chunk
     try:
         next(chunks)
     except StopIteration:
+        EXPORT_LINES.labels(endpoint).inc(lines)
         return first
     chunks.close()
     return None
