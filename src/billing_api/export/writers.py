@@ -35,7 +35,11 @@ XML_NAMESPACES = (
     'xmlns:xsd="http://www.w3.org/2001/XMLSchema" '
     'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
 )
-PARTY_CACHE = 256
+# Snapshots per format, shared by every document of that format; emptied when full. A customer
+# invoice document holds one receiver per customer, repeated month after month in the same
+# order: an LRU smaller than the customers missed every time (cProfile: 7,196 parses for
+# 11,686 invoices of 1,991 receivers), a plain dict of this size keeps them all.
+PARTY_CACHE = 4096
 DETAILS_CACHE = 1024
 TYPE_IDENTIFIERS = {"invoice": ("Invoice", 1), "credit": ("Credit", 2)}
 
@@ -87,8 +91,8 @@ class XmlWriter:
         self._header = xml_renderer(HEADER_FIELDS)
         self._totals = xml_renderer(TOTAL_FIELDS)
         self._detail = xml_renderer(DETAIL_FIELDS)
-        self._sender = _cached_party(xml_renderer(SENDER_FIELDS), SENDER)
-        self._receiver = _cached_party(xml_renderer(RECEIVER_FIELDS), RECEIVER)
+        self._sender = _party_renderer("xml", SENDER)
+        self._receiver = _party_renderer("xml", RECEIVER)
         self._details = _cached(self._render_details, DETAILS_CACHE)
 
     def begin(self) -> str:
@@ -157,8 +161,8 @@ class JsonWriter:
         self._header = json_renderer(_sorted(HEADER_FIELDS))
         self._totals = json_renderer(_sorted(TOTAL_FIELDS))
         self._detail = json_renderer(_sorted(DETAIL_FIELDS))
-        self._sender = _cached_party(json_renderer(_sorted(SENDER_FIELDS)), SENDER)
-        self._receiver = _cached_party(json_renderer(_sorted(RECEIVER_FIELDS)), RECEIVER)
+        self._sender = _party_renderer("json", SENDER)
+        self._receiver = _party_renderer("json", RECEIVER)
         self._details = _cached(self._render_details, DETAILS_CACHE)
         # The subscription's keys fall before and after its nested lists in sorted order.
         keys = [*shape.subscription, Field("PriceLines", -1, Kind.TEXT)]
@@ -235,9 +239,24 @@ def writer_for(shape: DocumentShape, fmt: str) -> XmlWriter | JsonWriter:
     return XmlWriter(shape) if fmt == "xml" else JsonWriter(shape)
 
 
-def _cached_party(render: Render, names: tuple[str, ...]) -> Callable[[str], str]:
-    # One sender on every invoice, a receiver on several in a row: render each text once.
-    return _cached(lambda raw: render(party_tuple(raw, names)), PARTY_CACHE)
+@lru_cache(maxsize=4)
+def _party_renderer(fmt: str, names: tuple[str, ...]) -> Callable[[str], str]:
+    """A sender's or receiver's snapshot text → its rendering in ``fmt``, each distinct text
+    rendered once (the same in every document shape, so all shapes share one memo)."""
+    fields = SENDER_FIELDS if names == SENDER else RECEIVER_FIELDS
+    render = xml_renderer(fields) if fmt == "xml" else json_renderer(_sorted(fields))
+    memo: dict[str, str] = {}
+    found = memo.get
+
+    def rendered(raw: str) -> str:
+        text = found(raw)
+        if text is None:
+            if len(memo) >= PARTY_CACHE:
+                memo.clear()
+            text = memo[raw] = render(party_tuple(raw, names))
+        return text
+
+    return rendered
 
 
 def _cached(render: Callable[[Any], str], size: int) -> Callable[[Any], str]:
