@@ -15,7 +15,7 @@ from typing import Any
 
 from billing_api.billing.countries import language_name
 from billing_api.export import source as s
-from billing_api.export.compiled import Render, json_renderer, xml_renderer
+from billing_api.export.compiled import json_renderer, xml_renderer
 from billing_api.export.documents import (
     DETAIL_FIELDS,
     HEADER_FIELDS,
