@@ -131,9 +131,12 @@ def _postgres_on_connect(dbapi_connection: Any, record: Any) -> None:
     # Server-side cursors (every export) are read to their end: plan them for the whole
     # result, as COPY is, not for the first 10 % of rows (PostgreSQL's default). The
     # consolidated document's sales join then runs as a hash join, ~30 % less server time.
-    # Set once per connection, not per request: a SET LOCAL would cost a round trip each.
+    # No JIT: an export's line query is costed above jit_above_cost, and compiling it took
+    # 20-25 ms before the first row, more than it ever saved (bench/export.py's COPY runs
+    # without JIT too). Set once per connection, not per request: a SET LOCAL would cost a
+    # round trip each.
     with dbapi_connection.cursor() as cursor:
-        cursor.execute("SET cursor_tuple_fraction = 1")
+        cursor.execute("SET cursor_tuple_fraction = 1; SET jit = off")
     dbapi_connection.commit()
 
 
