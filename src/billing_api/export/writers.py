@@ -1,7 +1,9 @@
 """XML and JSON writers for invoice documents: each method returns the text of one step.
 
 The stream (``export/stream.py``) calls ``begin``, then per invoice ``invoice_start``,
-``customer_start``, ``subscription_start``, ``line`` …, the matching ends, and ``end``. Every
+``customer_start``, ``subscription_start``, ``line`` …, the matching ends, and ``end``. A
+customer's and a subscription's start and end texts depend on their row alone, apart from the
+``separator`` that a start not ``first`` begins with: the stream renders them once per id. Every
 field list is compiled once (``export/compiled.py``) into one function per element, so a line
 costs one call; header, party and totals values are first put in tuples of their field order.
 """
@@ -83,6 +85,8 @@ def _sorted(fields: Sequence[Field]) -> list[Field]:
 class XmlWriter:
     """XML in the contract's element order; empty values as self-closing elements."""
 
+    separator = ""
+
     def __init__(self, shape: DocumentShape) -> None:
         self.shape = shape
         self._customer = xml_renderer(shape.customer)
@@ -153,6 +157,8 @@ class XmlWriter:
 class JsonWriter:
     """JSON with keys in alphabetical order ignoring case at every level, as the public
     system's own examples; numbers written exactly from integer units."""
+
+    separator = ","
 
     def __init__(self, shape: DocumentShape) -> None:
         self.shape = shape
