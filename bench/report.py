@@ -486,8 +486,9 @@ escaping is one C call already); larger chunks (1,600 lines) and deeper prefetch
 Over HTTP, this code and the previous one interleaved (`bench/export.py`'s subjects, best of
 4, load 1.0–2.0), ours / COPY row_to_json JSON (XML): `invoices` 1.26 (1.12) → 1.40 (1.29),
 `customerinvoices` 0.63 (0.56) → 0.78 (0.70), `consolidatedinvoices` 0.92 (0.81) → 1.17
-(1.02); a second round at load 1.3–2.0: 1.18 (1.08) → 1.27 (1.20), 0.62 (0.57) → 0.67
-(0.60), 0.90 (0.80) → 1.06 (0.99). `customerinvoices` still misses: its cost is spread over
+(1.02); two more rounds each on a quiet machine (load 0.3–1.2, most of it the benchmark's
+own): 1.20–1.22 (1.06–1.09) → 1.35–1.38 (1.22), 0.61–0.62 (0.54–0.56) → 0.77–0.78 (0.69),
+0.85–0.87 (0.78) → 1.09–1.20 (1.01–1.03). `customerinvoices` still misses: its cost is spread over
 fetching (two cursors, ~70 ms of the driver's Python), rendering 1.7 lines and one invoice
 per 1.7 lines, and the server's main thread writing 31–43 MB; a stored pre-rendered fragment
 would save little now that parties, headers, customers and subscriptions are rendered once
