@@ -434,7 +434,7 @@ thread fetches the next batch while the current one is written, so the server co
 on the other core: that is why HTTP beats the single-threaded floor there. Per value the
 compiled renderers inline the common case (a clean text: one regex scan; a repeated amount:
 one dict look-up; JSON strings go to the json module's C encoder), and a subscription's
-attribute set and a party's snapshot are rendered once per distinct text (LRU). Rendering
+attribute set and a party's snapshot are rendered once per distinct text. Rendering
 alone, customerinvoices: XML 52k → 58k, JSON 65k → 72k lines/s.
 
 **Per-invoice export cost** (issue 14). `customerinvoices` holds 1.7 lines per invoice, so its
@@ -457,6 +457,42 @@ CPU 0.75 → 0.52 s per 50,000 lines, wall-clock unchanged at this size; and the
 binds its look-ups to locals (2–5 % on SQLite, `customerinvoices` XML 1.23–1.26 →
 1.19–1.20 s in process). Output unchanged (SHA-256 of all six documents on both backends,
 old and new). `python bench/run.py --quick` now lists ours / COPY row_to_json for XML too.
+
+**Per-invoice export cost, second round** (issue 14). Where an export's time went on the
+20,000-line PostgreSQL demo (in process, `customerinvoices` JSON): ~250 ms of Python CPU and
+~170 ms of server CPU, yet 350–380 ms of wall-clock: the writer waited ~100 ms for rows. Kept,
+each measured alone, output byte-identical (all documents, v2 and v4, XML and JSON, whole
+window and single invoices, both backends): (1) a party snapshot is rendered once per
+distinct text in a dict per format (4,096 entries, emptied when full) instead of a 256-entry
+LRU per writer: receivers recur month after month in the same order, so the LRU missed on
+every invoice (7,196 parses for 11,686 invoices of 1,991 receivers); rendering 228 → 171 ms
+(JSON), 301 → 215 ms (XML). (2) No JIT on PostgreSQL connections (with
+`cursor_tuple_fraction`, same round trip): the line query is costed above `jit_above_cost`,
+and compiling it delayed the first row by 20–25 ms; `COPY` in `bench/export.py` runs without
+JIT too. (3) On PostgreSQL the line query sends the customer's and subscription's columns
+(and runs the attribute subquery) on each group's first line only, NULL on the others
+(a `row_number` window partitioned by the export index's prefix: no extra sort); the writers
+read them only there. `consolidatedinvoices` in process 285 → 231 ms; on SQLite the window
+cost 20 %, so SQLite keeps the plain columns. (4) The stream renders each customer's and
+subscription's elements once per document (their columns are functions of the id within one
+snapshot): rendering −3…−16 %. (5) An invoice header's repeating fields (currency, terms,
+type, language and their derived names) rendered once per combination, the invoice's own
+four fields straight from the row: XML `invoice_start` 28.7 → 18.5 ms and JSON `invoice_end`
+34.9 → 30.3 ms per 11,686 invoices. Tried and dropped: the header carried on each invoice's
+first line (one cursor, no sort of the wide invoice rows before the first row): the lateral
+look-up and second window cost the server more than the separate query, 10–30 % slower over
+HTTP; one regex over all of a line's texts before escaping any (XML ±5 %, JSON slower: its
+escaping is one C call already); larger chunks (1,600 lines) and deeper prefetch: noise.
+Over HTTP, this code and the previous one interleaved (`bench/export.py`'s subjects, best of
+4, load 1.0–2.0), ours / COPY row_to_json JSON (XML): `invoices` 1.26 (1.12) → 1.40 (1.29),
+`customerinvoices` 0.63 (0.56) → 0.78 (0.70), `consolidatedinvoices` 0.92 (0.81) → 1.17
+(1.02); two more rounds each on a quiet machine (load 0.3–1.2, most of it the benchmark's
+own): 1.20–1.22 (1.06–1.09) → 1.35–1.38 (1.22), 0.61–0.62 (0.54–0.56) → 0.77–0.78 (0.69),
+0.85–0.87 (0.78) → 1.09–1.20 (1.01–1.03). `customerinvoices` still misses: its cost is spread over
+fetching (two cursors, ~70 ms of the driver's Python), rendering 1.7 lines and one invoice
+per 1.7 lines, and the server's main thread writing 31–43 MB; a stored pre-rendered fragment
+would save little now that parties, headers, customers and subscriptions are rendered once
+each.
 
 **Billing run** (section 5). First profile: half of a run in SQLAlchemy's ORM bulk insert;
 now lines go to `COPY`/`executemany` in the driver's form. A chunk's subscription query had

@@ -25,6 +25,7 @@ import json
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -33,6 +34,7 @@ from lxml import etree
 
 from billing_api.billing.countries import language_name
 from billing_api.export import source as s
+from billing_api.export import stream
 from billing_api.export.documents import invoice_shape
 from billing_api.export.stream import _merge
 from billing_api.export.writers import JsonWriter, XmlWriter
@@ -273,6 +275,9 @@ def documents(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[Any], list[An
         for _, index, kind in fields:
             row[index] = draw(BY_KIND[kind])
 
+    seen_customers: dict[int, list[Any]] = {}
+    seen_subscriptions: dict[int, tuple[list[Any], list[Any]]] = {}
+
     for invoice_id in range(draw(st.integers(0, 2))):
         parties = {
             key: {n: draw(BY_KIND[INT if n == "AccountID" else TEXT]) for n in names
@@ -287,21 +292,30 @@ def documents(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[Any], list[An
                   draw(BIG), draw(BIG)]
         headers.append(header)
         invoice: dict[str, Any] = {"header": header, **parties, "customers": []}
-        first_customer = draw(BIG) // 2  # customers and subscriptions differ from the previous
-        for c in range(draw(st.integers(0, 2))):
-            customer_row = [None] * 41
-            fill(customer_row, CUSTOMER)
-            customer_row[s.CUSTOMER_ID] = first_customer + c
+        # Ids from small ranges, so customers and subscriptions recur across invoices, as in
+        # the database; one id names one content in a document (the stream renders it once),
+        # and consecutive customers and subscriptions differ.
+        customer_ids = draw(st.lists(st.integers(0, 3), max_size=2, unique=True))
+        for customer_id in customer_ids:
+            if customer_id not in seen_customers:
+                fresh = [None] * 41
+                fill(fresh, CUSTOMER)
+                fresh[s.CUSTOMER_ID] = customer_id
+                seen_customers[customer_id] = fresh
+            customer_row = seen_customers[customer_id]
             customer: dict[str, Any] = {"row": customer_row, "subscriptions": []}
-            for sub_id in range(draw(st.integers(1, 2))):
-                sub_row = [None] * 41
-                fill(sub_row, SUB_FIELDS)
-                sub_row[s.SUBSCRIPTION_ID] = sub_id
-                # PostgreSQL gives noshow as a JSON boolean, SQLite as 0 or 1.
-                attributes = draw(st.lists(st.tuples(
-                    WORDS, WORDS, WORDS, st.sampled_from([True, False, 0, 1])), max_size=2))
-                sub_row[s.ATTRIBUTES] = (json.dumps(attributes) if attributes
-                                         else draw(st.sampled_from([None, "[]"])))
+            for sub_id in draw(st.lists(st.integers(0, 3), min_size=1, max_size=2, unique=True)):
+                if sub_id not in seen_subscriptions:
+                    fresh = [None] * 41
+                    fill(fresh, SUB_FIELDS)
+                    fresh[s.SUBSCRIPTION_ID] = sub_id
+                    # PostgreSQL gives noshow as a JSON boolean, SQLite as 0 or 1.
+                    drawn = draw(st.lists(st.tuples(
+                        WORDS, WORDS, WORDS, st.sampled_from([True, False, 0, 1])), max_size=2))
+                    fresh[s.ATTRIBUTES] = (json.dumps(drawn) if drawn
+                                           else draw(st.sampled_from([None, "[]"])))
+                    seen_subscriptions[sub_id] = (fresh, drawn)
+                sub_row, attributes = seen_subscriptions[sub_id]
                 sub: dict[str, Any] = {"row": sub_row, "lines": [], "attributes": [
                     list(zip(("Attribute", "AttributeValue", "AttributeDescription", "noshow"),
                              a, (TEXT, TEXT, TEXT, BOOL), strict=True)) for a in attributes]}
@@ -364,6 +378,17 @@ def test_writers_equal_the_reference(endpoint: str, v4: bool, data: Data) -> Non
     # Key order and the exact text of every number too.
     assert json.loads(body, object_pairs_hook=Obj, parse_float=number,
                       parse_int=number) == expected
+
+
+@EXAMPLES
+@given(data=documents())
+def test_a_full_memo_is_emptied_and_the_document_is_unchanged(data: Data) -> None:
+    # With room for one customer and one subscription, every recurring id is rendered again.
+    shape = invoice_shape("customerinvoices", True)
+    for writer in (XmlWriter(shape), JsonWriter(shape)):
+        whole = fast(writer, data)
+        with patch.object(stream, "MEMO_SIZE", 1):
+            assert fast(writer, data) == whole
 
 
 def test_the_reference_formats_numbers_as_the_contract_says() -> None:

@@ -132,10 +132,13 @@ def _postgres_on_connect(dbapi_connection: Any, record: Any) -> None:
     # Server-side cursors (every export) are read to their end: plan them for the whole
     # result, as COPY is, not for the first 10 % of rows (PostgreSQL's default). The
     # consolidated document's sales join then runs as a hash join, ~30 % less server time.
-    # Set once per connection, not per request: a SET LOCAL would cost a round trip each.
-    # A plain cursor, closed by hand: the asyncio driver's adapted cursor is no context manager.
+    # No JIT: an export's line query is costed above jit_above_cost, and compiling it took
+    # 20-25 ms before the first row, more than it ever saved (bench/export.py's COPY runs
+    # without JIT too). Set once per connection, not per request: a SET LOCAL would cost a
+    # round trip each. A plain cursor, closed by hand: the asyncio driver's adapted cursor
+    # (loop_reads.py) is no context manager.
     cursor = dbapi_connection.cursor()
-    cursor.execute("SET cursor_tuple_fraction = 1")
+    cursor.execute("SET cursor_tuple_fraction = 1; SET jit = off")
     cursor.close()
     dbapi_connection.commit()
 

@@ -27,6 +27,7 @@ from billing_api.export.writers import JsonWriter, XmlWriter, writer_for
 from billing_api.ops.metrics import EXPORT_LINES
 
 LINES_PER_CHUNK = 400  # about 250 KB of XML
+MEMO_SIZE = 4096  # customers and subscriptions rendered per document; emptied when full
 EXPORT_THREADS = 40  # worker threads stepping document streams, per event loop
 _export_limiter: RunVar[anyio.CapacityLimiter] = RunVar("billing_api_export_threads")
 
@@ -83,12 +84,17 @@ def _merge(
     invoice_start, invoice_end = writer.invoice_start, writer.invoice_end
     customer_start, customer_end = writer.customer_start, writer.customer_end
     subscription_start, subscription_end = writer.subscription_start, writer.subscription_end
-    line, consolidated = writer.line, shape.consolidated
+    line, consolidated, separator = writer.line, shape.consolidated, writer.separator
+    # A customer's and a subscription's elements, rendered once per document: their columns
+    # are functions of the id within one snapshot, and a customer invoice document repeats
+    # each customer month after month (1,991 customers on 11,686 invoices in the demo).
+    customers: dict[Any, str] = {}
+    subscriptions: dict[Any, tuple[str, str]] = {}
     out = [writer.begin()]
     append = out.append
     invoice: Any = None
     customer_id = subscription_id = None
-    sub_row: Any = None
+    sub_end = ""
     first_invoice = first_customer = first_subscription = first_line = True
     sales_excl = sales_vat = 0
     pending = 0
@@ -97,7 +103,7 @@ def _merge(
     for row in lines:
         if invoice is None or row[invoice_key] != invoice[header_key]:
             if invoice is not None:
-                append(subscription_end(sub_row))
+                append(sub_end)
                 append(customer_end())
                 append(invoice_end(invoice, (sales_excl, sales_vat)))
             invoice = next(invoices)
@@ -109,16 +115,28 @@ def _merge(
             sales_excl = sales_vat = 0
         if row[customer_key] != customer_id:
             if customer_id is not None:
-                append(subscription_end(sub_row))
+                append(sub_end)
                 append(customer_end())
-            append(customer_start(row, first_customer))
             customer_id, subscription_id = row[customer_key], None
+            text = customers.get(customer_id)
+            if text is None:
+                if len(customers) >= MEMO_SIZE:
+                    customers.clear()
+                text = customers[customer_id] = customer_start(row, True)
+            append(text if first_customer else separator + text)
             first_customer, first_subscription = False, True
         if row[subscription_key] != subscription_id:
             if subscription_id is not None:
-                append(subscription_end(sub_row))
-            append(subscription_start(row, first_subscription))
-            subscription_id, sub_row = row[subscription_key], row
+                append(sub_end)
+            subscription_id = row[subscription_key]
+            texts = subscriptions.get(subscription_id)
+            if texts is None:
+                if len(subscriptions) >= MEMO_SIZE:
+                    subscriptions.clear()
+                texts = subscriptions[subscription_id] = (subscription_start(row, True),
+                                                          subscription_end(row))
+            sub_start, sub_end = texts
+            append(sub_start if first_subscription else separator + sub_start)
             first_subscription, first_line = False, True
         append(line(row, first_line))
         first_line = False
@@ -132,7 +150,7 @@ def _merge(
             out, pending = [], 0
             append = out.append
     if invoice is not None:
-        append(subscription_end(sub_row))
+        append(sub_end)
         append(customer_end())
         append(invoice_end(invoice, (sales_excl, sales_vat)))
     append(writer.end())
