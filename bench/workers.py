@@ -16,6 +16,9 @@ On a machine busy with other users' work the ratio says little: Linux's schedule
 give one login session one share of the CPUs, however many processes it runs (cat
 /proc/sys/kernel/sched_autogroup_enabled), so a second worker adds no CPU time there; measured
 at a load average of 22 on 2 cores it came out at 0.7–1.0. Run it on a quiet machine.
+On PostgreSQL the database server runs on the same two cores: with one worker it takes the
+second core, with two it competes with both, so the ratio there understates what a second
+worker gives beside a database on its own machine.
 Target: 2 workers ≥ 1.6 × 1 worker. The last line printed is a JSON summary.
 """
 
@@ -106,9 +109,10 @@ def main() -> None:
         raise SystemExit(f"Redis does not answer at {REDIS_URL} (scripts/install-system-deps "
                          "starts one; BILLING_API_BENCH_REDIS_URL names another)")
     servers, wrk_cpu = cpu_plan()
-    # Only PostgreSQL by default: several processes writing one SQLite file is not the
-    # deployment that more workers are for (--backend sqlite measures it anyway).
-    backends, notes = common.chosen_backends(args.backend or ["postgresql"])
+    # Both: small requests only read, which several processes do side by side on one SQLite
+    # file too. On PostgreSQL the server's own backends need the same two cores, so the
+    # second worker gains less here than on a machine of its own.
+    backends, notes = common.chosen_backends(args.backend)
     if args.quick:
         notes.append(f"--quick: {seconds} s per run, best of {repeats}")
     summary: dict[str, Any] = {"benchmark": "workers", "quick": args.quick, "notes": notes,
