@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, event, select, text
+from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import Pool
@@ -21,13 +21,13 @@ from sqlalchemy.pool import Pool
 from billing_api import db
 from billing_api.access.models import Company
 from billing_api.app import create_app
-from billing_api.billing.models import Invoice
+from billing_api.billing.models import BillingRun, Invoice, PriceLine
 from billing_api.billing.run import bill_partner
 from billing_api.db import make_engine, read_statements, transaction
 from billing_api.environments import Environment
 from billing_api.export import stream
 from billing_api.settings import Settings
-from billing_api.sync.state import invoice_state
+from billing_api.sync.state import invoice_state, partner_state
 from tests import factories as f
 from tests.access_helpers import Partner, make_partner
 from tests.http_server import serve
@@ -242,3 +242,20 @@ def test_documents_answered_on_the_loop_count_their_lines_once(
                    - sample(before, "billing_api_export_lines_streamed_total",
                             document="invoices"))
         assert lines >= 1 and counted == lines, (url, chunk)
+
+
+def test_the_states_tell_a_long_document_before_it_is_read(billed: Billed, engine: Engine
+                                                           ) -> None:
+    """A document that may be longer than one chunk goes straight to a worker thread: both
+    states carry the line count of the runs, so no price line is read to know it."""
+    with engine.connect() as connection:
+        billed_lines = connection.execute(select(BillingRun.line_count)).scalar_one()
+        lines = connection.execute(
+            select(func.count()).select_from(PriceLine).join(Invoice)
+            .where(Invoice.invoice_number == billed.invoice_number)).scalar_one()
+        assert billed_lines >= lines >= 1
+        state = invoice_state(connection, "purchase", billed.partner.company_id,
+                              "production", billed.invoice_number)
+        assert state is not None and state.run_lines == billed_lines
+        runs = partner_state(connection, billed.partner.company_id, "production").runs
+        assert [run.lines for run in runs] == [billed_lines]

@@ -172,6 +172,7 @@ class Collection:
     headers: dict[str, str]
     connection: Connection | None
     not_modified: Response | None
+    lines: int = 0  # price lines of the runs in scope, as billed: the body's length, roughly
 
 
 def open_collection(request: Request, caller: ApiCaller, version: ApiVersion, endpoint: str,
@@ -213,9 +214,10 @@ def decide_collection(connection: Connection, request: Request, caller: ApiCalle
     if version.v4_fields:
         headers["X-Next-Cursor"] = cursors.encode(caller.company_id, caller.environment,
                                                   scope.upto)
+    lines = sum(run.lines for run in in_scope)
     if is_fresh(request, current):
-        return Collection(scope, headers, None, not_modified(headers))
-    return Collection(scope, headers, connection, None)
+        return Collection(scope, headers, None, not_modified(headers), lines)
+    return Collection(scope, headers, connection, None, lines)
 
 
 def _scope(caller: ApiCaller, filters: Window, state: PartnerState,

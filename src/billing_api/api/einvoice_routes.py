@@ -27,6 +27,7 @@ from billing_api.api.routes import ApiKey, served_version
 from billing_api.api.versions import CURRENT, SERVED, ApiVersion
 from billing_api.einvoice import documents
 from billing_api.errors import NotFound
+from billing_api.export import stream
 from billing_api.export.documents import invoice_shape
 from billing_api.export.stream import document_response, one_chunk, open_export
 from billing_api.loop_reads import LoopReads
@@ -154,6 +155,10 @@ def _small_answer(connection: Connection, request: Request, caller: ApiCaller,
     state, validated = _validated(connection, request, caller, version, asked)
     if isinstance(validated, Response):
         return validated
+    if state is not None and state.run_lines >= stream.LINES_PER_CHUNK:
+        # Possibly long (its run is): straight to the thread, not read here first (one
+        # invoice's lines come at once, a large one would stall the loop).
+        return None
     invoice_id, day = _located(connection, caller, asked, state)
     whole = one_chunk(lambda count: _v4_chunks(connection, caller, version, asked, invoice_id,
                                                day, count), asked.endpoint)

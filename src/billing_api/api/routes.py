@@ -21,7 +21,7 @@ from billing_api.api.errors import VersionGone
 from billing_api.api.openapi_docs import document_responses
 from billing_api.api.versions import CURRENT, SERVED, VERSIONS, ApiVersion
 from billing_api.errors import NotFound
-from billing_api.export import details
+from billing_api.export import details, stream
 from billing_api.export.documents import invoice_shape
 from billing_api.export.stream import document_response, invoice_document, one_chunk
 from billing_api.loop_reads import LoopReads
@@ -179,12 +179,17 @@ async def _document(request: Request, caller: ApiCaller, version: ApiVersion,
 def _small_document(connection: Connection, request: Request, caller: ApiCaller,
                     version: ApiVersion, endpoint: str, fmt: str,
                     filters: conditional.Window) -> Response | None:
-    """A 304, or the whole document if it is one chunk long, else None."""
+    """A 304, or the whole document if it is one chunk long, else None (the runs in scope
+    tell a long one before it is read; ``one_chunk`` catches the rest)."""
     found = conditional.decide_collection(connection, request, caller, version, endpoint, fmt,
                                           _headers(version, endpoint, fmt, None),
                                           embed_pdf=False, filters=filters)
     if found.not_modified is not None:
         return found.not_modified
+    if found.lines > stream.LINES_PER_CHUNK:
+        # Longer than a chunk by the runs' own count: straight to the thread, not rendered
+        # here first (a sorted line query would run twice).
+        return None
     shape = invoice_shape(endpoint, version.v4_fields)
     whole = one_chunk(lambda count: invoice_document(connection, shape, found.scope, fmt,
                                                      count), endpoint)

@@ -42,6 +42,7 @@ class Run:
     position: int
     invoice_date: dt.date
     finished_at: dt.datetime
+    lines: int = 0  # the run's price lines: how long its documents are, before reading them
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,7 @@ def _partner_statement() -> Select[Any]:
     one = select(literal(1).label("one")).subquery("one")
     return select(
         r.sync_position, r.invoice_date, r.finished_at, *revision_columns(), _undone_at(),
+        r.line_count,
     ).select_from(one.outerjoin(r, and_(
         r.partner_id == PARTNER, r.environment == ENVIRONMENT,
         r.sync_position.is_not(None))))
@@ -97,7 +99,8 @@ def partner_state(connection: Connection, partner_id: int, environment: str) -> 
     transaction, so that it sees the snapshot the document is read from."""
     rows = connection.execute(_partner_statement(), {
         "state_partner": partner_id, "state_environment": environment}).all()
-    runs = tuple(Run(row[0], row[1], row[2] or _EPOCH) for row in rows if row[0] is not None)
+    runs = tuple(Run(row[0], row[1], row[2] or _EPOCH, row[6] or 0)
+                 for row in rows if row[0] is not None)
     first = rows[0]
     return PartnerState(runs, first[3] or 0, first[4], first[5])
 
@@ -122,6 +125,9 @@ class InvoiceState:
     # Runs dated up to this invoice (count, highest and sum of positions): where the invoice
     # a credit note corrects is found.
     earlier_runs: tuple[int, int, int]
+    # Price lines of the invoice's whole run: a bound on its own that costs no read of
+    # them (a 304 reads no price line).
+    run_lines: int = 0
 
 
 def invoice_state(connection: Connection, kind: str, partner_id: int, environment: str,
@@ -135,7 +141,7 @@ def invoice_state(connection: Connection, kind: str, partner_id: int, environmen
     complete = all(snapshot_complete(party) for party in (row[6], row[7]))
     return InvoiceState(row[0], row[1], row[2], row[3], row[4] or _EPOCH, bool(row[5]),
                         complete, row[8] or 0, row[9], row[10],
-                        (int(row[11]), int(row[12]), int(row[13])))
+                        (int(row[11]), int(row[12]), int(row[13])), row[14] or 0)
 
 
 @cache
@@ -154,7 +160,7 @@ def _invoice_statement() -> Select[Any]:
                i.total_including_vat < 0, i.sender, i.receiver, *revision_columns(),
                _undone_at(), earlier(func.count()),
                earlier(func.coalesce(func.max(e.sync_position), 0)),
-               earlier(func.coalesce(func.sum(e.sync_position), 0)))
+               earlier(func.coalesce(func.sum(e.sync_position), 0)), r.line_count)
         .join(r, r.id == i.billing_run_id)
         .where(i.partner_id == PARTNER, i.environment == ENVIRONMENT,
                i.kind == bindparam("state_kind"), i.invoice_number == bindparam("state_number"))
