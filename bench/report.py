@@ -428,6 +428,29 @@ and `bench/export.py --quick` on SQLite (before, then after; load 14–21) measu
 floor 0.58–1.51 before and 0.73–1.47 after over the six documents, the same within the
 noise; the collection routes' code is untouched except for the version check.
 
+**Small requests, third round** (issue 14): on the event loop. Under `wrk`'s 64 connections
+FastAPI ran the authentication dependency and the route on its 40 worker threads, and their
+fight for the GIL cost more than the work: 3.1 ms of server CPU per one-invoice request on
+SQLite, 1.6 ms with the pool cut to one thread, 1.1 ms on the loop. Now:
+- authentication, one invoice (XML, JSON), `subscriptiondetails` and a collection whose
+  runs hold less than a chunk of lines (an ERP polling a day) run on the event loop
+  (`loop_reads.py`): SQLite directly, on a connection of the loop's own (a WAL read waits
+  for no lock; the threads' pool may be held by streaming downloads), PostgreSQL through
+  SQLAlchemy's asyncio engine on psycopg's `AsyncConnection` (`run_sync`: the same
+  functions, each round trip awaited). Longer documents, UBL, PDF, ZIPs and the rare writes
+  (last-use stamp, refusal audit) stay on threads; the runs' `line_count` decides before a
+  line is read, so a large export's sorted query never runs twice. The rate limits count on
+  the loop, on Redis through its asyncio client;
+- the one-invoice answer takes the invoice's id and date from its 304 state statement (one
+  look-up fewer), which an index on (partner, environment, kind, invoice_number) makes one
+  probe;
+- `serve` runs asyncio's event loop, not uvloop: on a saturated uvloop loop a few connections
+  waited over a second while the rest were served in 70 ms (p99 1.44 s, p90 72 ms, every
+  request under 0.2 s inside the app); asyncio's loop: p99 0.17 s for 5–10 % fewer
+  requests/s;
+- at a minute's turn every request in flight wrote the key's last-use stamp, queued one by
+  one on SQLite's write lock: one stamp per key and minute per process now.
+
 **Export rows** (section 1). Rows are read with the driver's own cursor inside the
 SQLAlchemy-managed transaction, so the product reads as the floor does. On PostgreSQL a
 thread fetches the next batch while the current one is written, so the server computes rows
@@ -517,40 +540,41 @@ the server's idle peak went from 134 to ~100 MiB once that moved to first use.
   the lines. Rendering fragments in SQLite's SQL was measured slower (23 µs a line against
   ~7 µs in Python: its string functions allocate per `||`). Closing it needs a C-level row
   renderer.
-- **Export against `COPY … row_to_json` (target ≥ 1.0, JSON and XML)**: on a 50,000-line
-  database, final code then the previous one back to back at load 2.1–3.4, JSON (XML):
-  `invoices` 1.37 (1.06) against 1.32 (1.11), `customerinvoices` 0.65 (0.55) against
-  0.67 (0.56), `consolidatedinvoices` 0.93 (0.77) against 0.99 (1.00): no change beyond
-  run-to-run noise (±0.1 between runs of the same code at that load). The work is CPU on
-  both sides of two shared cores: per `customerinvoices` document `COPY` spends 0.61 s of
-  server CPU, of which the line query alone is ~0.48 s; we spend that 0.48 s plus ~1 s of
-  Python (half of it per invoice: receiver, header, totals and the customer, subscription
-  and invoice elements around 1.7 lines). Moving rendering to the server was measured
-  slower (see "Per-invoice export cost"). What would close it: receivers rendered once at
-  billing time and stored with the invoice (a schema change: the export then copies text),
-  or a C renderer.
+- **Export against `COPY … row_to_json` (target ≥ 1.0, JSON and XML)**: after the second
+  round on per-invoice cost (above), `bench/export.py --quick` at 20,000 lines on a quiet
+  machine (load 1.1–1.2), JSON (XML): `invoices` 1.26 (1.22), `consolidatedinvoices` 1.21
+  (1.01), met; `customerinvoices` 0.78 (0.66), missed (was 0.66 (0.57)). Its cost is spread
+  over fetching (two cursors), rendering one invoice per 1.7 lines and writing 31–43 MB from
+  the server's main thread; parties, headers, customers and subscriptions are already
+  rendered once each, so a fragment stored at billing time would save little now. What
+  would close it: fewer bytes per line or a C renderer.
 - **Naive peer (targets ≥ 5× faster, ≥ 20× less memory at 1,000,000 lines)**: met in the
   full run (10–13×, 73–142×). A quick run's 20,000 lines cannot show the memory ratio: the
   peer needs 8–17 KiB a line (ORM entities, the whole tree, the whole body), our server stays
   near its idle ~100 MiB, so at 20,000 lines the peer's 250–400 MiB is only a few times that.
-- **Small requests (target ≥ 0.5 × `/healthz`)**: after the second round, requests/s
-  against `/healthz` in the same quick runs (load 8–26 on 2 cores, so each figure swings
-  with the neighbours' work): SQLite one invoice 0.35–0.76 (JSON), 0.44–1.57 (XML),
-  `subscriptiondetails` 0.26–0.46; PostgreSQL 0.30–0.45, 0.37–0.51, 0.38–0.55 (before:
-  SQLite 0.11–0.26, 0.07–0.19, 0.21–0.24; PostgreSQL 0.09–0.17, 0.12–0.16, 0.11–0.32). By
-  server CPU per request, which the load disturbs less: 0.29, 0.32, 0.27 on SQLite and 0.19,
-  0.20, 0.24 on PostgreSQL (before 0.09, 0.08, 0.12 and 0.05, 0.05, 0.07). When the server,
-  not `wrk`, is the bottleneck the CPU ratio is what requests/s will show, so the target is
-  not met reliably yet. What is left: two hand-offs to worker threads per request (the
-  authentication dependency and the handler; their wake-ups, `Condition.notify`, were a
-  fifth of the server's busy samples under `wrk`), the access log line that `/healthz` does
-  not write (~7 %), and on PostgreSQL six round trips (the key; BEGIN, look-up, header,
-  lines, ROLLBACK). Next: the key look-up on the event loop (psycopg's async connection; on
-  SQLite a connection owned by the loop with a short busy timeout, and the rate limiter's
-  Redis calls kept off the loop), leaving one hand-off; the invoice look-up and the header
-  in one statement. At scale the look-up by `InvoiceID` scans the partner's invoices of
-  that kind (`ix_invoices_partner_date`; the unique index leads with the sender): an index
-  on (partner, environment, kind, number) would make it one probe.
+- **Small requests (target ≥ 0.5 × `/healthz`)**: not met. `bench/load.py --quick` on a
+  quiet machine (load 1.0–1.3), before (session start) → after the third round, requests/s
+  against `/healthz` in the same run: SQLite one invoice 0.15 → 0.33–0.35 (JSON and XML),
+  `subscriptiondetails` 0.16 → 0.33–0.36, a day's collection 0.15 → 0.33–0.35, p99 285–405 ms
+  → 74–146 ms (`/healthz` 87–111 ms); PostgreSQL 0.15–0.17 → 0.14–0.18, p99 316–388 ms →
+  455–550 ms. Server CPU per request: SQLite 3.0 → 1.1 ms (`/healthz` 0.4 ms), PostgreSQL
+  2.4 → 2.3 ms. What is left on SQLite is ~0.7 ms of Python beyond `/healthz`'s, spread
+  thin: FastAPI's parameter and dependency solving, SQLAlchemy's execution path for the
+  key and state statements and two connection checkouts, the writer, the access log line
+  (which `/healthz` does not write), each 5–20 %; the two socket writes per answer are a
+  quarter of the busy time for both. On PostgreSQL the six round trips (key; BEGIN, state,
+  lines, header, COMMIT) dominate: their sends over loopback are a third of the process's
+  CPU (~90 µs each on the asyncio connection against ~50 µs on the sync one), and the two
+  checkouts per request queue on the loop's pool, which widens the tail. Tried: a pool of
+  40 (slower: more backends on two cores), PostgreSQL reads on 4 or 15 threads of their own
+  (p99 220–300 ms but 10–20 % fewer requests/s). Next: the key and the document on one
+  connection when there is no replica, fewer round trips (the state and the header in one
+  statement), and a lighter path than FastAPI's and SQLAlchemy's for these routes.
+- **Workers (target 2 workers ≥ 1.6 × 1)**: SQLite 1.94–1.95 (met); PostgreSQL 1.20–1.28
+  (was 1.16): the database server's backends need the same two cores as the workers (with
+  one worker it has the second core to itself), so this machine cannot show what a second
+  worker gives beside a database of its own (`bench/workers.py --quick`, wrk pinned to the
+  second core).
 - **Billing at quick sizes**: at 100,000 subscriptions both databases meet ≤ 2× (section 5);
   a quick run's 5,000 subscriptions show SQLite at about 2.6×, as the run's fixed costs
   (catalog and pricing set-up, four transactions) weigh more on 50,000 lines. What is left
