@@ -4,6 +4,7 @@ PostgreSQL connections are pinged only after resting."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from billing_api.billing.run import bill_partner
 from billing_api.db import make_engine, read_statements, transaction
 from billing_api.environments import Environment
 from billing_api.export import stream
+from billing_api.loop_reads import SQLITE_LOOP_WAIT_MS, LoopReads
 from billing_api.settings import Settings
 from billing_api.sync.state import invoice_state, partner_state
 from tests import factories as f
@@ -259,3 +261,28 @@ def test_the_states_tell_a_long_document_before_it_is_read(billed: Billed, engin
         assert state is not None and state.run_lines == billed_lines
         runs = partner_state(connection, billed.partner.company_id, "production").runs
         assert [run.lines for run in runs] == [billed_lines]
+
+
+def test_loop_reads_wait_briefly_on_sqlite_and_take_a_snapshot(engine: Engine,
+                                                              backend: str) -> None:
+    """The event loop's reads: on SQLite a short busy wait (never the writers' 30 s on the
+    loop); a snapshot is one repeatable-read transaction on PostgreSQL."""
+    reads = LoopReads(engine, pool_size=2)
+
+    async def run() -> tuple[Any, Any]:
+        try:
+            if backend == "sqlite":
+                sql = "PRAGMA busy_timeout"
+            else:
+                sql = "SELECT current_setting('transaction_isolation')"
+            alone = await reads.statements(lambda c: c.exec_driver_sql(sql).scalar())
+            together = await reads.snapshot(lambda c: c.exec_driver_sql(sql).scalar())
+            return alone, together
+        finally:
+            await reads.dispose()
+
+    alone, together = asyncio.run(run())
+    if backend == "sqlite":
+        assert alone == together == SQLITE_LOOP_WAIT_MS
+    else:
+        assert (alone, together) == ("read committed", "repeatable read")

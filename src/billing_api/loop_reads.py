@@ -2,12 +2,14 @@
 
 FastAPI runs a sync dependency or route on a worker thread; under load the hand-offs and the
 threads' fight for the GIL cost more than the request's own work (bench/load.py: 3.1 ms of
-server CPU per one-invoice request with 40 threads, 1.2 ms on the loop). So authentication,
+server CPU per one-invoice request with 40 threads, 1.1 ms on the loop). So authentication,
 one invoice and subscriptiondetails run on the loop and read through ``LoopReads``, which
 runs the same sync functions of a ``Connection`` as the threads do:
 
 * SQLite: directly, on the loop, on a connection of its own. A read in WAL mode waits for no
-  lock and an indexed look-up takes microseconds, less than a hand-off to a thread. Not from
+  lock (at most ``SQLITE_LOOP_WAIT_MS``, should SQLite ever answer busy, rather than the
+  writers' 30 s) and an indexed look-up takes microseconds, less than a hand-off to a
+  thread. Not from
   the threads' pool: while its connections are all streaming downloads, waiting for one
   would stop the loop that sends their chunks (the loop runs one read at a time, so one
   connection never waits).
@@ -29,9 +31,19 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from billing_api.db import SQLITE_BEGIN_OPTION, SQLITE_NO_BEGIN, make_async_engine, make_engine
+from billing_api.db import (
+    SQLITE_BEGIN_OPTION,
+    SQLITE_BUSY_TIMEOUT_OPTION,
+    SQLITE_NO_BEGIN,
+    make_async_engine,
+    make_engine,
+)
 
 T = TypeVar("T")
+SQLITE_LOOP_WAIT_MS = 1000
+_SQLITE_STATEMENTS = {SQLITE_BEGIN_OPTION: SQLITE_NO_BEGIN,
+                      SQLITE_BUSY_TIMEOUT_OPTION: SQLITE_LOOP_WAIT_MS}
+_SQLITE_SNAPSHOT = {SQLITE_BUSY_TIMEOUT_OPTION: SQLITE_LOOP_WAIT_MS}
 
 
 class LoopReads:
@@ -60,7 +72,7 @@ class LoopReads:
         autocommit, no BEGIN), such as the API key look-up."""
         if not self._on_loop:
             with self.engine.connect() as connection:
-                connection.execution_options(**{SQLITE_BEGIN_OPTION: SQLITE_NO_BEGIN})
+                connection.execution_options(**_SQLITE_STATEMENTS)
                 return fn(connection, *args)
         async with self._async_engine().connect() as on_loop:
             await on_loop.execution_options(isolation_level="AUTOCOMMIT")
@@ -72,6 +84,7 @@ class LoopReads:
         or by ``fn`` itself (a finished document closes its connection)."""
         if not self._on_loop:
             with self.engine.connect() as connection:
+                connection.execution_options(**_SQLITE_SNAPSHOT)
                 connection.begin()
                 return fn(connection, *args)
         async with self._async_engine().connect() as on_loop:
