@@ -167,7 +167,7 @@ async def _document(request: Request, caller: ApiCaller, version: ApiVersion,
     fmt = negotiation.choose_format(request)
     filters = conditional.window(request, caller, version, request.app.state.settings.today())
     # An ERP polling a day gets one chunk: answered on the event loop (loop_reads); a longer
-    # document is read again and streamed from a worker thread.
+    # document streams from a worker thread.
     reads: LoopReads = request.app.state.read_reads
     small = await reads.snapshot(_small_document, request, caller, version, endpoint, fmt,
                                  filters)
@@ -186,8 +186,8 @@ def _small_document(connection: Connection, request: Request, caller: ApiCaller,
                                           embed_pdf=False, filters=filters)
     if found.not_modified is not None:
         return found.not_modified
-    if found.lines > stream.LINES_PER_CHUNK:
-        # Longer than a chunk by the runs' own count: straight to the thread, not rendered
+    if found.lines >= stream.LINES_PER_CHUNK:
+        # A chunk or longer by the runs' own count: straight to the thread, not rendered
         # here first (a sorted line query would run twice).
         return None
     shape = invoice_shape(endpoint, version.v4_fields)
