@@ -81,7 +81,10 @@ def test_add_list_log_resend_remove(run: Invoke, factory: sessionmaker[Session],
             stored = session.scalars(select(WebhookEndpoint)).one()
             assert secret not in stored.secret_encrypted
             assert secret_store.decrypt(settings, stored.secret_encrypted) == secret
-            events = session.scalars(select(AuditEvent.event_type)).all()
+            # In id order: an aggregated refusal row that a later refusal updated comes
+            # back last from a PostgreSQL heap scan (a new row version).
+            events = session.scalars(select(AuditEvent.event_type)
+                                     .order_by(AuditEvent.id)).all()
             assert events == [audit.EventType.CLI_DENIED, audit.EventType.WEBHOOK_ADDED]
         out, _ = run("webhooks", "list", "--company", company)
         assert out.split("\t")[1:4] == ["production", hooks.url, "active"]
