@@ -555,10 +555,10 @@ the server's idle peak went from 134 to ~100 MiB once that moved to first use.
 - **Small requests (target ≥ 0.5 × `/healthz`)**: not met. `bench/load.py --quick` on a
   quiet machine (load 1.0–1.3), before (session start) → after the third round, requests/s
   against `/healthz` in the same run: SQLite one invoice 0.15 → 0.33–0.35 (JSON and XML),
-  `subscriptiondetails` 0.16 → 0.33–0.36, a day's collection 0.15 → 0.33–0.35, p99 285–405 ms
-  → 74–146 ms (`/healthz` 87–111 ms); PostgreSQL 0.15–0.17 → 0.14–0.18, p99 316–388 ms →
-  455–550 ms. Server CPU per request: SQLite 3.0 → 1.1 ms (`/healthz` 0.4 ms), PostgreSQL
-  2.4 → 2.3 ms. What is left on SQLite is ~0.7 ms of Python beyond `/healthz`'s, spread
+  `subscriptiondetails` 0.16 → 0.33–0.36, a day's collection 0.15 → 0.33–0.35, p99 300–406 ms
+  → 74–146 ms (`/healthz` 87–111 ms); PostgreSQL 0.15–0.17 → 0.14–0.18, p99 316–341 ms →
+  480–551 ms. Server CPU per request: SQLite 3.0 → 1.1 ms (`/healthz` 0.4 ms), PostgreSQL
+  2.3–2.9 → 2.3 ms. What is left on SQLite is ~0.7 ms of Python beyond `/healthz`'s, spread
   thin: FastAPI's parameter and dependency solving, SQLAlchemy's execution path for the
   key and state statements and two connection checkouts, the writer, the access log line
   (which `/healthz` does not write), each 5–20 %; the two socket writes per answer are a
