@@ -18,17 +18,21 @@ Best of ``--repeats`` by requests/s per URL, the URLs interleaved in each round;
 latency from the same run. Targets: each of ``invoice-json``, ``invoice-xml`` and
 ``details`` ≥ 0.5 × ``/healthz``'s requests/s on the same server. Also printed: the server
 process's CPU time per request (from ``/proc``, lowest of the rounds) and the same ratio by it,
-which a machine busy with other work disturbs much less than requests/s. The last line
-printed is a JSON summary.
+which a machine busy with other work disturbs much less than requests/s. Then the floor of
+the targeted requests (``database_floor``, skipped with ``--no-floor``): their own statements
+replayed on the raw driver by ``bench/bare.py``, and the share of the target's budget they
+take by themselves. The last line printed is a JSON summary.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
 
+BENCH = Path(__file__).resolve().parent
 TARGET = 0.5
 ONE_INVOICE_DAY = "20260823"  # the first billed month's invoice date (TODAY, 4 months)
 # The small requests held to the target; "download" (the collection route) is reported only.
@@ -137,6 +142,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--repeats", type=int, help="runs per URL (default 3, quick 2)")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip the raw-driver floor of the targeted requests (bench/bare.py)")
     args = parser.parse_args()
     seconds = args.seconds or (4 if args.quick else 15)
     repeats = args.repeats or (2 if args.quick else 3)
@@ -191,7 +198,54 @@ def main() -> None:
                 common.say(f"{backend:>10}: {name}/healthz = {value} ({goal}), "
                            f"p99 {best[name]['p99_ms']} ms against {best['healthz']['p99_ms']}; "
                            f"by server CPU per request {cpu_ratios.get(name)}")
+        if not args.no_floor:
+            result["floor"] = database_floor(db, targets, best, wrk, seconds, repeats, args)
     common.emit_summary(summary)
+
+
+def database_floor(db: common.Database, targets: dict[str, tuple[str, dict[str, str]]],
+                   ours: dict[str, dict[str, Any]], wrk: str, seconds: int, repeats: int,
+                   args: argparse.Namespace) -> dict[str, Any]:
+    """The targeted requests' own statements replayed on the raw driver by ``bench/bare.py``
+    (no framework): how much of the target's budget their database work alone takes.
+
+    The target allows a request ``T_h`` (one ``/healthz``, 1 / its requests/s) beyond
+    ``/healthz``'s own time; the floor's statements take ``D`` = the bare request's time
+    less the bare ``/healthz``'s. ``D / T_h`` near 1 means no Python serving them can meet
+    the target with these statements; well below 1, the rest is the server's own cost."""
+    wanted = {name: ("/" + url.split("/", 3)[3], headers) for name, (url, headers)
+              in targets.items() if name in TARGETED}
+    with tempfile.TemporaryDirectory(prefix="bench-bare-") as scratch:
+        plan = Path(scratch) / "plan.pickle"
+        subprocess.run([sys.executable, str(BENCH / "bare.py"), "capture", str(plan),
+                        json.dumps(wanted)], env=db.env(), check=True,
+                       stdout=subprocess.DEVNULL, timeout=300)
+        command = [sys.executable, "-m", "uvicorn", "bare:app", "--app-dir", str(BENCH),
+                   "--port", "{port}", "--loop", "asyncio", "--no-access-log",
+                   "--log-level", "warning"]
+        bare_best: dict[str, float] = {}
+        with common.server(db.env(BENCH_BARE_PLAN=str(plan)), command) as bare:
+            for _ in range(repeats):
+                for name in ("healthz", *wanted):
+                    figures = run_wrk(wrk, f"{bare.base}/{name}", seconds, args.connections,
+                                      args.threads, {})
+                    if figures["non_2xx"] or not figures["requests_per_s"]:
+                        raise SystemExit(f"bare {name}: {figures}")
+                    bare_best[name] = max(bare_best.get(name, 0.0), figures["requests_per_s"])
+    budget_us = 1e6 / ours["healthz"]["requests_per_s"]
+    floor: dict[str, Any] = {"bare_requests_per_s": bare_best, "budget_us": round(budget_us)}
+    for name in wanted:
+        statements_us = 1e6 / bare_best[name] - 1e6 / bare_best["healthz"]
+        spent_us = 1e6 / ours[name]["requests_per_s"] - budget_us
+        floor[name] = {"statements_us": round(statements_us), "spent_us": round(spent_us),
+                       "share_of_budget": common.ratio(statements_us, budget_us)}
+        common.say(f"{db.backend:>10}: {name} floor: its statements on the raw driver with no "
+                   f"framework take {statements_us:.0f} µs beyond a bare healthz "
+                   f"({bare_best[name]} against {bare_best['healthz']} req/s); the target "
+                   f"leaves {budget_us:.0f} µs beyond ours, so they take "
+                   f"{statements_us / budget_us:.0%} of it; this server spends "
+                   f"{spent_us:.0f} µs")
+    return floor
 
 
 if __name__ == "__main__":

@@ -308,8 +308,23 @@ def _load_section(load: dict[str, Any]) -> list[str]:
         for name, value in (f.get("ratios") or {"download": f["ratio"]}).items():
             rows.append([backend, f"{name} / healthz", value, "", "",
                          (f.get("cpu_ratios") or {}).get(name, ""), "", ""])
-    return out + _table(["backend", "URL", "requests/s", "p50 ms", "p99 ms",
-                         "server CPU µs/request (ratio)", "requests", "load"], rows)
+    out += _table(["backend", "URL", "requests/s", "p50 ms", "p99 ms",
+                   "server CPU µs/request (ratio)", "requests", "load"], rows)
+    floors = [[backend, name, floor["budget_us"], floor[name]["statements_us"],
+               floor[name]["share_of_budget"], floor[name]["spent_us"]]
+              for backend, f in load["backends"].items() if (floor := f.get("floor"))
+              for name in floor if name not in ("bare_requests_per_s", "budget_us")]
+    if floors:
+        out += ["", "The floor (`bench/bare.py`): each targeted request's own statements, as "
+                "its reads sent them, replayed on the raw driver by a bare ASGI app (no "
+                "framework, no SQLAlchemy) under the same uvicorn. The target leaves a request "
+                "one `/healthz` of time (the budget) beyond `/healthz`'s own; the statements "
+                "take what the bare request needs beyond a bare `/healthz`. A share near 1 "
+                "means no Python can meet the target with these statements on this machine.",
+                ""]
+        out += _table(["backend", "URL", "budget µs", "statements µs (raw driver)",
+                       "share of budget", "this server µs beyond /healthz"], floors)
+    return out
 
 
 def _workers_section(workers: dict[str, Any]) -> list[str]:
@@ -325,11 +340,19 @@ def _workers_section(workers: dict[str, Any]) -> list[str]:
     rows = []
     for backend, f in workers["backends"].items():
         for name, label in (("one", "1 worker"), ("two", "2 workers")):
+            cpu = f[name].get("cpu_us") or {}
+            spent = ", ".join(f"{cpu[part]:.0f}" for part in ("server", "database", "wrk")
+                              if part in cpu)
             rows.append([backend, label, f[name]["requests_per_s"], f[name]["p50_ms"],
-                         f[name]["p99_ms"], f[name]["requests"], f[name].get("load")])
-        rows.append([backend, "2 / 1 (target ≥ 1.6)", f["ratio"], "", "", "", ""])
-    return out + _table(["backend", "server", "requests/s", "p50 ms", "p99 ms", "requests",
-                         "load"], rows)
+                         f[name]["p99_ms"], spent, f[name]["requests"], f[name].get("load")])
+        rows.append([backend, "2 / 1 (target ≥ 1.6)", f["ratio"], "", "", "", "", ""])
+        if f.get("ceiling") is not None:
+            rows.append([backend, "ceiling from CPU time", f["ceiling"], "", "", "", "", ""])
+    out += _table(["backend", "server", "requests/s", "p50 ms", "p99 ms",
+                   "CPU µs/request: server, database, wrk", "requests", "load"], rows)
+    return [*out, "", "Ceiling: the CPUs used divided by the CPU time server, PostgreSQL and "
+                  "wrk spent on one request with one worker, over one worker's requests/s: no "
+                  "number of workers passes it on this machine."]
 
 
 def _billing_section(billing: dict[str, Any]) -> list[str]:

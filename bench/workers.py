@@ -19,13 +19,18 @@ at a load average of 22 on 2 cores it came out at 0.7–1.0. Run it on a quiet m
 On PostgreSQL the database server runs on the same two cores: with one worker it takes the
 second core, with two it competes with both, so the ratio there understates what a second
 worker gives beside a database on its own machine.
+Each run also measures the CPU time per request of the server's processes, of PostgreSQL's
+and of wrk: with one worker's, ``ceiling`` is the most the CPUs used could serve over one
+worker's requests/s, the bound no number of workers passes on this machine.
 Target: 2 workers ≥ 1.6 × 1 worker. The last line printed is a JSON summary.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -83,13 +88,73 @@ def redis_answers() -> bool:
         return False
 
 
+def _process_tree(root: int) -> list[int]:
+    """``root`` and its descendants."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # ended meanwhile
+    tree, grown = {root}, True
+    while grown:
+        found = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= found
+        grown = bool(found)
+    return sorted(tree)
+
+
+def _postgres_processes() -> list[int]:
+    found = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "postgres":
+                found.append(int(comm.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def _cpu(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):  # ended meanwhile
+            total += load.cpu_seconds(pid)
+    return total
+
+
 def run_wrk(taskset: str, wrk: str, cpu: str, url: str, seconds: int, connections: int,
-            secret: str) -> dict[str, Any]:
+            secret: str, server_pid: int) -> dict[str, Any]:
+    """wrk's figures, and the CPU time per request of the server's processes, of the
+    PostgreSQL server's (none on SQLite) and of wrk itself."""
     argv = [taskset, "-c", cpu, wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
             "-H", f"X-Api-Key: {secret}", url]
+    server, database = _process_tree(server_pid), _postgres_processes()
+    before = _cpu(server), _cpu(database), resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run(argv, capture_output=True, text=True, check=True,
                             timeout=seconds + 60)
-    return load.parse_wrk(result.stdout)
+    # Connections opened during the run have backends of their own: all of their time counts.
+    database = sorted(set(database) | set(_postgres_processes()))
+    after = _cpu(server), _cpu(database), resource.getrusage(resource.RUSAGE_CHILDREN)
+    figures = load.parse_wrk(result.stdout)
+    if figures["requests"]:
+        wrk_seconds = ((after[2].ru_utime + after[2].ru_stime)
+                       - (before[2].ru_utime + before[2].ru_stime))
+        figures["cpu_us"] = {
+            part: round(used / figures["requests"] * 1e6, 1) for part, used in
+            (("server", after[0] - before[0]), ("database", after[1] - before[1]),
+             ("wrk", wrk_seconds))}
+    return figures
+
+
+def ceiling(one: dict[str, Any], cpus: int) -> float | None:
+    """The most ``cpus`` CPUs can give over one worker's measured requests/s, when every
+    request needs the CPU time that server, database and wrk spent on one with one worker:
+    no number of workers gets past it on this machine."""
+    spent = sum(one.get("cpu_us", {}).values())
+    if not spent or not one["requests_per_s"]:
+        return None
+    return common.ratio(cpus * 1e6 / spent, one["requests_per_s"])
 
 
 def main() -> None:
@@ -143,24 +208,29 @@ def main() -> None:
             best: dict[int, dict[str, Any]] = {}
             for _ in range(repeats):
                 for workers, url in urls.items():
+                    server_pid = one.pid if workers == 1 else two.pid
                     figures = run_wrk(taskset, wrk, wrk_cpu, url, seconds, args.connections,
-                                      secret)
+                                      secret, server_pid)
                     figures["load"] = common.load_text()
                     common.say(f"{backend:>10} {workers} worker(s): "
                                f"{figures['requests_per_s']} req/s, p50 {figures['p50_ms']} ms,"
-                               f" p99 {figures['p99_ms']} ms, non-2xx {figures['non_2xx']} "
-                               f"({figures['load']})")
+                               f" p99 {figures['p99_ms']} ms, non-2xx {figures['non_2xx']}, "
+                               f"CPU µs/request {figures.get('cpu_us')} ({figures['load']})")
                     if figures["non_2xx"]:
                         raise SystemExit(f"{workers} worker(s): {figures['non_2xx']} answers "
                                          "were not 2xx")
                     if (workers not in best or (figures["requests_per_s"] or 0)
                             > (best[workers]["requests_per_s"] or 0)):
                         best[workers] = figures
+        cpus_used = len(set(servers[2].split(",")) | {wrk_cpu})
         result = {"one": best[1], "two": best[2],
-                  "ratio": common.ratio(best[2]["requests_per_s"], best[1]["requests_per_s"])}
+                  "ratio": common.ratio(best[2]["requests_per_s"], best[1]["requests_per_s"]),
+                  "ceiling": ceiling(best[1], cpus_used)}
         summary["backends"][backend] = result
         common.say(f"{backend:>10}: 2 workers / 1 worker = {result['ratio']} "
-                   f"(target ≥ {TARGET})")
+                   f"(target ≥ {TARGET}); the CPU time one request took with one worker "
+                   f"({best[1].get('cpu_us')} µs) caps what {cpus_used} CPUs give at "
+                   f"{result['ceiling']} × one worker")
     common.emit_summary(summary)
 
 
