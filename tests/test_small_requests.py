@@ -26,7 +26,7 @@ from billing_api.billing.models import BillingRun, Invoice, PriceLine
 from billing_api.billing.run import bill_partner
 from billing_api.db import make_engine, read_statements, transaction
 from billing_api.environments import Environment
-from billing_api.export import stream
+from billing_api.export import source, stream
 from billing_api.loop_reads import SQLITE_LOOP_WAIT_MS, LoopReads
 from billing_api.settings import Settings
 from billing_api.sync.state import invoice_state, partner_state
@@ -244,6 +244,100 @@ def test_documents_answered_on_the_loop_count_their_lines_once(
                    - sample(before, "billing_api_export_lines_streamed_total",
                             document="invoices"))
         assert lines >= 1 and counted == lines, (url, chunk)
+
+
+def test_a_short_collection_reads_on_plain_cursors_a_long_one_on_server_side_ones(
+    billed: Billed, checkouts: tuple[str, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collection its runs keep under a chunk is read at once: on PostgreSQL a DECLAREd
+    cursor would cost round trips and a fresh plan each time. A longer one streams from
+    server-side cursors, so its rows never sit in memory all at once."""
+    base, _ = checkouts
+    key = {"X-Api-Key": billed.partner.secret}
+    day = f"{base}/api/v4/invoices?startDate=20261023&endDate=20261023&format=xml"
+    cursors: list[str] = []
+    real_stream = source.stream
+
+    def noting(connection: Any, query: Any) -> Any:
+        cursors.append(query.cursor_name)
+        return real_stream(connection, query)
+
+    monkeypatch.setattr(source, "stream", noting)
+    expected = httpx.get(day, headers=key, timeout=30)
+    assert expected.status_code == 200 and billed.invoice_number in expected.text
+    assert cursors == ["", ""]  # the invoices and the lines, each on a plain cursor
+    monkeypatch.setattr(stream, "LINES_PER_CHUNK", 1)  # the run's lines are now "long"
+    cursors.clear()
+    answer = httpx.get(day, headers=key, timeout=30)
+    assert answer.status_code == 200 and answer.content == expected.content
+    assert cursors == ["export_invoices", "export_lines"]
+
+
+def test_reads_end_with_commit_so_the_driver_keeps_its_prepared_statements(
+        settings: Settings, backend: str) -> None:
+    """psycopg forgets every prepared statement at each ROLLBACK, which is what closing a
+    connection in a transaction sends: reads end with COMMIT (``db.close_read``)."""
+    engine = make_engine(settings.database_url, pool_size=1)
+    ended: list[str] = []
+    event.listen(engine, "commit", lambda *_: ended.append("commit"))
+    event.listen(engine, "rollback", lambda *_: ended.append("rollback"))
+    try:
+        for _ in range(8):  # psycopg prepares a statement on its 6th execution
+            connection = stream.open_export(engine)
+            assert connection.execute(select(func.count()).select_from(Invoice)).scalar() == 0
+            db.close_read(connection)
+        assert ended == ["commit"] * 8
+        if backend == "postgresql":  # the one pooled connection still holds the statement
+            with engine.connect() as connection:
+                statements = connection.exec_driver_sql(
+                    "SELECT statement FROM pg_prepared_statements").scalars().all()
+            assert any("invoices" in statement for statement in statements), statements
+    finally:
+        engine.dispose()
+
+
+def test_served_reads_end_with_commit_not_rollback(
+    billed: Billed, checkouts: tuple[str, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every document read, on the event loop or a thread, ends its snapshot with COMMIT."""
+    base, _ = checkouts
+    key = {"X-Api-Key": billed.partner.secret}
+    day = "/api/v4/invoices?startDate=20261023&endDate=20261023"
+    paths = [f"/api/v4/invoices/{billed.invoice_number}?format=json",
+             f"/api/v4/invoices/{billed.invoice_number}?format=ubl",
+             f"/api/v4/subscriptiondetails?subscriptionId={billed.subscription_id}",
+             day, f"{day}&format=ubl"]
+    ended: list[str] = []
+
+    def note(what: str) -> Any:
+        def noted(conn: Any) -> None:
+            options = conn.get_execution_options()
+            # The key look-up opens no transaction at the database (autocommit; SQLite
+            # without BEGIN): SQLAlchemy's rollback of it sends nothing.
+            if (options.get("isolation_level") != "AUTOCOMMIT"
+                    and options.get(db.SQLITE_BEGIN_OPTION) != db.SQLITE_NO_BEGIN):
+                ended.append(what)
+        return noted
+
+    assert httpx.get(base + paths[0], headers=key, timeout=30).status_code == 200  # stamp
+    listeners = {"commit": note("commit"), "rollback": note("rollback")}
+    for name, listener in listeners.items():
+        event.listen(Engine, name, listener)
+    try:
+        for chunk in (400, 1):  # 1: the collection streams from a thread
+            monkeypatch.setattr(stream, "LINES_PER_CHUNK", chunk)
+            for path in paths:
+                ended.clear()
+                answer = httpx.get(base + path, headers=key, timeout=30)
+                # UBL: 409, the fixture's distributor lacks Peppol fields, found by reading.
+                assert answer.status_code == (409 if "ubl" in path else 200), (path, answer.text)
+                # subscriptiondetails reads without a transaction (nothing to end).
+                # A long one-invoice document is tried on the loop first: two snapshots.
+                assert set(ended) == ({"commit"} if "subscriptiondetails" not in path
+                                      else set()), (path, chunk, ended)
+    finally:
+        for name, listener in listeners.items():
+            event.remove(Engine, name, listener)
 
 
 def test_the_states_tell_a_long_document_before_it_is_read(billed: Billed, engine: Engine

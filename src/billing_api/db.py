@@ -27,7 +27,7 @@ from sqlalchemy import (
     make_url,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import InvalidatePoolError, OperationalError
+from sqlalchemy.exc import InvalidatePoolError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -288,6 +288,24 @@ def transaction(
             if lock_wait is not None and connection.dialect.name == "postgresql":
                 connection.exec_driver_sql(f"SET LOCAL lock_timeout = {int(lock_wait * 1000)}")
         yield session
+
+
+def close_read(connection: Connection) -> None:
+    """End a read transaction with COMMIT, then close the connection.
+
+    Not with ROLLBACK, which is what a plain ``close()`` sends: psycopg forgets every
+    statement it prepared on the connection at each rollback, so a pooled connection whose
+    reads all ended that way planned every statement afresh, forever (the one-day
+    collection: 1.4 ms of PostgreSQL CPU per request where a prepared one needs 0.3 ms).
+    A read-only transaction commits nothing. One that cannot commit (aborted by an error, its
+    connection lost) is rolled back by ``close()`` as before."""
+    try:
+        if connection.in_transaction() and not connection.invalidated:
+            connection.commit()
+    except SQLAlchemyError:
+        pass  # rolled back below; the error that ended the read has been raised already
+    finally:
+        connection.close()
 
 
 @contextmanager

@@ -35,6 +35,7 @@ from billing_api.db import (
     SQLITE_BEGIN_OPTION,
     SQLITE_BUSY_TIMEOUT_OPTION,
     SQLITE_NO_BEGIN,
+    close_read,
     make_async_engine,
     make_engine,
 )
@@ -80,17 +81,23 @@ class LoopReads:
 
     async def snapshot(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn`` in one read transaction with one snapshot for all its statements
-        (``export.stream.open_export``'s), ended when the connection closes: after ``fn``,
-        or by ``fn`` itself (a finished document closes its connection)."""
+        (``export.stream.open_export``'s), ended (``db.close_read``) after ``fn``, or by
+        ``fn`` itself (a finished document closes its connection)."""
         if not self._on_loop:
-            with self.engine.connect() as connection:
+            connection = self.engine.connect()
+            try:
                 connection.execution_options(**_SQLITE_SNAPSHOT)
                 connection.begin()
                 return fn(connection, *args)
+            finally:
+                close_read(connection)
         async with self._async_engine().connect() as on_loop:
             await on_loop.execution_options(isolation_level="REPEATABLE READ")
             await on_loop.begin()
-            return await on_loop.run_sync(fn, *args)
+            found = await on_loop.run_sync(fn, *args)
+            if on_loop.in_transaction():  # COMMIT, not close()'s ROLLBACK: see close_read
+                await on_loop.commit()
+            return found
 
     async def dispose(self) -> None:
         """Close this event loop's connections (the app's shutdown)."""

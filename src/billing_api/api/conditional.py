@@ -29,6 +29,7 @@ from billing_api.api import negotiation
 from billing_api.api.deps import ApiCaller
 from billing_api.api.versions import CURRENT, ApiVersion
 from billing_api.customers.models import Subscription
+from billing_api.db import close_read
 from billing_api.errors import InvalidInput
 from billing_api.export.source import Scope
 from billing_api.export.stream import open_export
@@ -186,10 +187,10 @@ def open_collection(request: Request, caller: ApiCaller, version: ApiVersion, en
         found = decide_collection(connection, request, caller, version, endpoint, fmt, headers,
                                   embed_pdf=embed_pdf, filters=filters)
     except BaseException:
-        connection.close()
+        close_read(connection)
         raise
     if found.not_modified is not None:
-        connection.close()
+        close_read(connection)
     return found
 
 

@@ -25,6 +25,7 @@ from billing_api.api.openapi_docs import DOCUMENT_HEADERS, not_modified_response
 from billing_api.api.openapi_problems import error_responses
 from billing_api.api.routes import ApiKey, served_version
 from billing_api.api.versions import CURRENT, SERVED, ApiVersion
+from billing_api.db import close_read
 from billing_api.einvoice import documents
 from billing_api.errors import NotFound
 from billing_api.export import stream
@@ -190,7 +191,7 @@ def _answer(request: Request, caller: ApiCaller, version: ApiVersion,
                              asked.invoice_id)
     finally:
         if not handed_over:
-            connection.close()
+            close_read(connection)
     rendered = documents.render(inv, asked.form, embed_pdf=asked.embed_pdf)
     suffix = "pdf" if asked.form == "pdf" else "xml"
     headers = einvoice_bulk.headers_for(version, f"{inv.header.number}.{suffix}")
@@ -204,7 +205,7 @@ def _closing(chunks: Generator[bytes, None, None],
         yield from chunks
     finally:
         chunks.close()
-        connection.close()
+        close_read(connection)
 
 
 def _located(connection: Connection, caller: ApiCaller, asked: _Asked,

@@ -192,7 +192,7 @@ def _small_document(connection: Connection, request: Request, caller: ApiCaller,
         return None
     shape = invoice_shape(endpoint, version.v4_fields)
     whole = one_chunk(lambda count: invoice_document(connection, shape, found.scope, fmt,
-                                                     count), endpoint)
+                                                     count, few=True), endpoint)
     if whole is None:
         return None
     headers = found.headers | _headers(version, endpoint, fmt,

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from billing_api.db import close_read
 from billing_api.einvoice import pdf, ubl
 from billing_api.einvoice import source as s
 from billing_api.einvoice.zipstream import ZipStream
@@ -135,4 +136,4 @@ def zip_document(
         close = getattr(found, "close", None)
         if close is not None:
             close()
-        connection.close()
+        close_read(connection)

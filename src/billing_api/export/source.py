@@ -356,7 +356,7 @@ def _compiled(
 
 def _prepared(
     dialect: Dialect, query: str, kind: str, scope: Scope, with_attributes: bool,
-    with_sales: bool, invoice_id: int | None = None,
+    with_sales: bool, invoice_id: int | None = None, few: bool = False,
 ) -> Prepared:
     one = invoice_id is not None
     sql, constants, order = _compiled(dialect, query, kind, with_attributes, with_sales,
@@ -368,25 +368,30 @@ def _prepared(
         values["scope_start"] = scope.start.isoformat()
         values["scope_end"] = scope.end.isoformat()
     params = tuple(values[name] for name in order) if order is not None else values
-    # One invoice's few rows come at once: a server-side cursor would only add round trips.
-    return Prepared(sql, params, "" if one else f"export_{query}")
+    # A few rows (one invoice's, or a window its runs' line counts keep under a chunk) come
+    # at once on a plain cursor: a server-side one adds round trips, and PostgreSQL plans a
+    # DECLARE afresh each time where psycopg prepares a plain cursor's statement once per
+    # connection (a one-day collection: 1.4 ms of server CPU against 0.34 ms).
+    return Prepared(sql, params, "" if one or few else f"export_{query}")
 
 
 def prepared_line_query(
     dialect: Dialect, kind: str, scope: Scope, *, with_attributes: bool, with_sales: bool = False,
-    invoice_id: int | None = None,
+    invoice_id: int | None = None, few: bool = False,
 ) -> Prepared:
     """``line_query``, compiled once for ``dialect``; only invoice ``invoice_id``'s lines
-    when given."""
-    return _prepared(dialect, "lines", kind, scope, with_attributes, with_sales, invoice_id)
+    when given. ``few``: the caller knows the rows are few (no server-side cursor)."""
+    return _prepared(dialect, "lines", kind, scope, with_attributes, with_sales, invoice_id,
+                     few)
 
 
 def prepared_invoice_query(
-    dialect: Dialect, kind: str, scope: Scope, *, invoice_id: int | None = None
+    dialect: Dialect, kind: str, scope: Scope, *, invoice_id: int | None = None,
+    few: bool = False,
 ) -> Prepared:
     """``invoice_query``, compiled once for ``dialect``; only invoice ``invoice_id`` when
-    given."""
-    return _prepared(dialect, "invoices", kind, scope, False, False, invoice_id)
+    given. ``few`` as for ``prepared_line_query``."""
+    return _prepared(dialect, "invoices", kind, scope, False, False, invoice_id, few)
 
 
 def stream(

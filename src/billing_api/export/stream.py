@@ -21,6 +21,7 @@ from anyio.lowlevel import RunVar
 from sqlalchemy import Connection, Engine
 from starlette.responses import Response, StreamingResponse
 
+from billing_api.db import close_read
 from billing_api.export import source as s
 from billing_api.export.documents import DocumentShape
 from billing_api.export.writers import JsonWriter, XmlWriter, writer_for
@@ -43,13 +44,15 @@ def open_export(engine: Engine) -> Connection:
 
 def invoice_document(
     connection: Connection, shape: DocumentShape, scope: s.Scope, fmt: str,
-    count: Callable[[int], None] | None = None,
+    count: Callable[[int], None] | None = None, *, few: bool = False,
 ) -> Generator[bytes, None, None]:
     """Yield the document in chunks; closes ``connection`` when done or abandoned. ``count``
-    gets the lines written (default: the export metric, as they are sent)."""
+    gets the lines written (default: the export metric, as they are sent). ``few``: the
+    caller knows the document is short (plain cursors, see ``source._prepared``)."""
     writer = writer_for(shape, fmt)
     dialect = connection.dialect
-    invoices = s.stream(connection, s.prepared_invoice_query(dialect, shape.kind, scope))
+    invoices = s.stream(connection, s.prepared_invoice_query(dialect, shape.kind, scope,
+                                                             few=few))
     lines = s.stream(
         connection,
         s.prepared_line_query(
@@ -58,6 +61,7 @@ def invoice_document(
             scope,
             with_attributes=shape.subscription_details,
             with_sales=shape.consolidated,
+            few=few,
         ),
     )
     try:
@@ -67,7 +71,7 @@ def invoice_document(
         # connection, or they would be closed later on a closed connection.
         lines.close()
         invoices.close()
-        connection.close()
+        close_read(connection)
 
 
 def _merge(
