@@ -474,6 +474,19 @@ SQLite, 1.6 ms with the pool cut to one thread, 1.1 ms on the loop. Now:
 - at a minute's turn every request in flight wrote the key's last-use stamp, queued one by
   one on SQLite's write lock: one stamp per key and minute per process now.
 
+**Small requests, fourth round** (issue 14). Two things found by measuring where the CPU
+goes, now that `bench/workers.py` counts PostgreSQL's and wrk's share too: (1) psycopg
+forgets every statement it prepared on a connection at each ROLLBACK, and every read
+snapshot ended with one (closing a connection in a transaction sends it), so the pooled
+connections never kept a prepared statement and PostgreSQL planned each statement of each
+request afresh. Read transactions now end with COMMIT (`db.close_read`; a read-only
+transaction commits nothing), on the loop and on the threads; a test checks the
+statement stays prepared on the server (`pg_prepared_statements`). (2) A collection its
+runs keep under a chunk (the day an ERP polls) read on server-side cursors: each DECLARE
+costs round trips and a plan of its own. It reads on plain cursors now, as one invoice
+does. PostgreSQL CPU per one-day download: 1.8–2.0 → 0.5 ms; server CPU 3.3 → 2.5 ms;
+2 workers / 1 worker 1.19–1.24 → 1.70 (`bench/workers.py --quick`, quiet machine).
+
 **Export rows** (section 1). Rows are read with the driver's own cursor inside the
 SQLAlchemy-managed transaction, so the product reads as the floor does. On PostgreSQL a
 thread fetches the next batch while the current one is written, so the server computes rows
@@ -590,14 +603,25 @@ the server's idle peak went from 134 to ~100 MiB once that moved to first use.
   CPU (~90 µs each on the asyncio connection against ~50 µs on the sync one), and the two
   checkouts per request queue on the loop's pool, which widens the tail. Tried: a pool of
   40 (slower: more backends on two cores), PostgreSQL reads on 4 or 15 threads of their own
-  (p99 220–300 ms but 10–20 % fewer requests/s). Next: the key and the document on one
-  connection when there is no replica, fewer round trips (the state and the header in one
-  statement), and a lighter path than FastAPI's and SQLAlchemy's for these routes.
-- **Workers (target 2 workers ≥ 1.6 × 1)**: SQLite 1.94–1.95 (met); PostgreSQL 1.20–1.28
-  (was 1.16): the database server's backends need the same two cores as the workers (with
-  one worker it has the second core to itself), so this machine cannot show what a second
-  worker gives beside a database of its own (`bench/workers.py --quick`, wrk pinned to the
-  second core).
+  (p99 220–300 ms but 10–20 % fewer requests/s).
+  The floor, new in `bench/load.py` (`bench/bare.py`): each targeted request's own
+  statements, captured as its reads sent them, replayed on the raw driver by a bare ASGI app
+  under the same uvicorn. The target leaves a request one `/healthz` of time beyond
+  `/healthz`'s own (~400 µs here); on PostgreSQL the statements alone take 382–623 µs of it
+  (95–155 %: key; BEGIN, state, header, lines, end), so no Python serving these round trips
+  meets the target on this machine, where PostgreSQL, the server and wrk share two cores: it
+  needs fewer statements or a database on a machine of its own. On SQLite they take 44–66 µs
+  (11–17 %): the rest, ~710 µs against ~390, is this server's Python (SQLAlchemy's execution
+  path, FastAPI's dependency solving, authentication, rendering), which a lighter path than
+  FastAPI's and SQLAlchemy's for these routes would have to remove. After the fourth round
+  (above) PostgreSQL: one invoice 0.14 → 0.16, `subscriptiondetails` 0.17, a day's collection
+  0.12 → 0.16.
+- **Workers (target 2 workers ≥ 1.6 × 1)**: met on both now. SQLite 1.87–1.95; PostgreSQL
+  1.70 (was 1.16, then 1.20–1.28): with the statements prepared (fourth round, above)
+  PostgreSQL needs 0.5 ms of CPU per request instead of 1.8–2.0, which had left no room for
+  a second worker on two cores (the ceiling from CPU time was 1.35; now 1.68).
+  `bench/workers.py` prints that ceiling beside the ratio: the CPUs used over the CPU time
+  server, PostgreSQL and wrk spend on one request with one worker.
 - **Billing at quick sizes**: at 100,000 subscriptions both databases meet ≤ 2× (section 5);
   a quick run's 5,000 subscriptions show SQLite at about 2.6×, as the run's fixed costs
   (catalog and pricing set-up, four transactions) weigh more on 50,000 lines. What is left
