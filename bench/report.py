@@ -436,7 +436,7 @@ py-spy on the server under `wrk` and cProfile in process; fixed, in order of gai
 - the version check was a sync dependency, one more hand-off to a worker thread per
   request: now `async` (it does no I/O);
 - the key look-up ran in an ORM session's transaction: now a plain connection whose single
-  statement stands alone (`db.read_statements`: autocommit on PostgreSQL, no BEGIN on
+  statement stands alone (`LoopReads.statements`: autocommit on PostgreSQL, no BEGIN on
   SQLite), still read from the primary on every request (no caching between requests);
 - PostgreSQL connections were pinged on every checkout: now only after a second's rest
   (`db.PING_AFTER_IDLE`), with a failed statement on a dead connection invalidating the

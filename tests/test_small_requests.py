@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, event, func, select, text
+from sqlalchemy import Connection, Engine, event, func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import Pool
@@ -24,7 +24,7 @@ from billing_api.access.models import Company
 from billing_api.app import create_app
 from billing_api.billing.models import BillingRun, Invoice, PriceLine
 from billing_api.billing.run import bill_partner
-from billing_api.db import make_engine, read_statements, transaction
+from billing_api.db import make_engine, transaction
 from billing_api.environments import Environment
 from billing_api.export import source, stream
 from billing_api.loop_reads import SQLITE_LOOP_WAIT_MS, LoopReads
@@ -101,27 +101,47 @@ def test_one_invoice_and_details_take_one_connection_besides_the_key_lookup(
     assert len(seen) == 2
 
 
-def test_read_statements_open_no_transaction(engine: Engine, backend: str) -> None:
+def test_loop_statements_open_no_transaction(engine: Engine, backend: str) -> None:
+    """The key look-up's connection (``LoopReads.statements``) sends no BEGIN; a snapshot on
+    the same pooled connection afterwards still begins one."""
+    reads = LoopReads(engine, pool_size=1)
     sent: list[str] = []
 
     def note(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         sent.append(statement)
 
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        with read_statements(engine) as connection:
-            assert connection.execute(text("SELECT 1")).scalar() == 1
-            if backend == "postgresql":
-                assert connection.connection.dbapi_connection.autocommit  # type: ignore[union-attr]
-        assert sent == ["SELECT 1"]  # no BEGIN (SQLite's goes through SQLAlchemy)
-        with engine.connect() as connection:  # an ordinary connection still begins
-            connection.execute(text("SELECT 1"))
-            if backend == "postgresql":  # autocommit ended with read_statements
-                assert not connection.connection.dbapi_connection.autocommit  # type: ignore[union-attr]
-        if backend == "sqlite":
-            assert sent == ["SELECT 1", "BEGIN DEFERRED", "SELECT 1"]
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
+    def autocommit(connection: Connection) -> bool:
+        if backend == "sqlite":  # the driver is always in autocommit mode; BEGIN is ours
+            return True
+        return bool(connection.connection.dbapi_connection.autocommit)  # type: ignore[union-attr]
+
+    def alone(connection: Connection) -> bool:
+        assert connection.execute(text("SELECT 1")).scalar() == 1
+        return autocommit(connection)
+
+    def together(connection: Connection) -> bool:
+        connection.execute(text("SELECT 1"))
+        return autocommit(connection)
+
+    async def run() -> tuple[bool, bool, list[str]]:
+        target = (reads._async_engine().sync_engine if backend == "postgresql"
+                  else reads.engine)
+        event.listen(target, "before_cursor_execute", note)
+        try:
+            first = await reads.statements(alone)
+            after_alone = list(sent)
+            second = await reads.snapshot(together)
+            return first, second, after_alone
+        finally:
+            event.remove(target, "before_cursor_execute", note)
+            await reads.dispose()
+
+    alone_autocommit, snapshot_autocommit, after_alone = asyncio.run(run())
+    assert after_alone == ["SELECT 1"]  # no BEGIN (SQLite's goes through SQLAlchemy)
+    if backend == "postgresql":
+        assert alone_autocommit and not snapshot_autocommit  # ended with the look-up
+    else:
+        assert sent == ["SELECT 1", "BEGIN DEFERRED", "SELECT 1"]
 
 
 def _backend_pid(engine: Engine) -> Any:

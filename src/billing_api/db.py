@@ -308,22 +308,6 @@ def close_read(connection: Connection) -> None:
         connection.close()
 
 
-@contextmanager
-def read_statements(engine: Engine) -> Iterator[Connection]:
-    """A connection for reads that each stand alone (no snapshot shared between them), such
-    as the API key look-up. On PostgreSQL in autocommit: each statement under READ COMMITTED
-    sees a snapshot of its own anyway, and BEGIN and COMMIT were two more round trips per
-    small request (bench/load.py). On SQLite no BEGIN either: the driver runs in autocommit
-    mode, so each statement is its own (read) transaction, and BEGIN went through all of
-    SQLAlchemy's execution path."""
-    with engine.connect() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execution_options(isolation_level="AUTOCOMMIT")
-        else:
-            connection.execution_options(**{SQLITE_BEGIN_OPTION: SQLITE_NO_BEGIN})
-        yield connection
-
-
 def is_lock_timeout(exc: OperationalError) -> bool:
     """True when ``exc`` is a lock wait that gave up (see ``transaction(lock_wait=…)``), not a
     database that is down."""

@@ -69,8 +69,11 @@ class LoopReads:
         return found
 
     async def statements(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn`` on a connection whose statements each stand alone (``db.read_statements``:
-        autocommit, no BEGIN), such as the API key look-up."""
+        """``fn`` on a connection whose statements each stand alone, such as the API key
+        look-up: no BEGIN. On PostgreSQL in autocommit (each statement under READ COMMITTED
+        sees a snapshot of its own anyway; BEGIN and COMMIT were two more round trips per
+        small request, bench/load.py); on SQLite the driver runs in autocommit mode, so each
+        statement is its own read transaction."""
         if not self._on_loop:
             with self.engine.connect() as connection:
                 connection.execution_options(**_SQLITE_STATEMENTS)
