@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import Connection, Engine, event, func, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import Pool
 
@@ -80,9 +80,12 @@ def checkouts(settings: Settings) -> Iterator[tuple[str, list[int]]]:
 
 
 def test_one_invoice_and_details_take_one_connection_besides_the_key_lookup(
-    billed: Billed, checkouts: tuple[str, list[int]]
+    billed: Billed, checkouts: tuple[str, list[int]], backend: str
 ) -> None:
+    """On PostgreSQL two checkouts from the loop's pool; on SQLite none: the loop reads on
+    the one connection it keeps (``loop_reads._KeptConnection``), never on a pool's."""
     base, seen = checkouts
+    expected = 2 if backend == "postgresql" else 0
     key = {"X-Api-Key": billed.partner.secret}
     paths = [f"/api/v4/invoices/{billed.invoice_number}?format=json",
              f"/api/v4/invoices/{billed.invoice_number}?format=xml",
@@ -93,12 +96,12 @@ def test_one_invoice_and_details_take_one_connection_besides_the_key_lookup(
         seen.clear()
         answer = httpx.get(base + path, headers=key, timeout=30)
         assert answer.status_code == 200, answer.text
-        assert len(seen) == 2, path  # the key look-up, then the document
+        assert len(seen) == expected, path  # the key look-up, then the document
     assert billed.invoice_number in httpx.get(base + paths[1], headers=key, timeout=30).text
     seen.clear()
     missing = httpx.get(base + "/api/v4/invoices/NOPE-1?format=json", headers=key, timeout=30)
     assert missing.status_code == 404 and missing.json()["code"] == "invoice_not_found"
-    assert len(seen) == 2
+    assert len(seen) == expected
 
 
 def test_loop_statements_open_no_transaction(engine: Engine, backend: str) -> None:
@@ -400,3 +403,105 @@ def test_loop_reads_wait_briefly_on_sqlite_and_take_a_snapshot(engine: Engine,
         assert alone == together == SQLITE_LOOP_WAIT_MS
     else:
         assert (alone, together) == ("read committed", "repeatable read")
+
+
+def _loop_read_probe(engine: Engine) -> tuple[LoopReads, Any, Any]:
+    """A LoopReads on ``engine``, a writer that sets a company's name, and a reader of it."""
+    with engine.begin() as connection:
+        connection.execute(Company.__table__.insert().values(id=9001, name="before"))
+
+    def rename(name: str) -> None:
+        with engine.begin() as connection:
+            connection.execute(Company.__table__.update().where(Company.id == 9001)
+                               .values(name=name))
+
+    def name(connection: Connection) -> str:
+        return str(connection.execute(select(Company.name).where(Company.id == 9001))
+                   .scalar_one())
+
+    return LoopReads(engine, pool_size=1), rename, name
+
+
+def test_each_loop_read_sees_what_was_committed_before_it(engine: Engine) -> None:
+    """The loop's reads end their transactions (SQLite keeps its connection between reads):
+    a change committed between two reads, a revoked key say, is seen by the very next."""
+    reads, rename, name = _loop_read_probe(engine)
+
+    async def run() -> list[str]:
+        seen = []
+        try:
+            for turn, read in enumerate([reads.statements, reads.snapshot, reads.snapshot,
+                                         reads.statements, reads.statements]):
+                rename(f"name {turn}")
+                seen.append(await read(name))
+        finally:
+            await reads.dispose()
+        return seen
+
+    assert asyncio.run(run()) == [f"name {turn}" for turn in range(5)]
+
+
+def test_a_failed_loop_read_leaves_the_next_one_answering(engine: Engine) -> None:
+    """A read whose function raises (a 404) or whose statement fails still ends its
+    transaction; the next read answers with fresh data."""
+    reads, rename, name = _loop_read_probe(engine)
+
+    def read_then_refuse(connection: Connection) -> str:
+        name(connection)
+        raise LookupError("not the caller's")
+
+    def bad_statement(connection: Connection) -> str:
+        return str(connection.exec_driver_sql("SELECT no_such_column FROM companies").scalar())
+
+    async def run() -> list[str]:
+        seen = []
+        try:
+            for failing in (read_then_refuse, bad_statement):
+                for read in (reads.snapshot, reads.statements):
+                    with pytest.raises((LookupError, DBAPIError)):
+                        await read(failing)
+                    rename(f"after {failing.__name__} in {read.__name__}")
+                    seen.append(await reads.snapshot(name))
+        finally:
+            await reads.dispose()
+        return seen
+
+    assert asyncio.run(run()) == [f"after {failing} in {read}"
+                                  for failing in ("read_then_refuse", "bad_statement")
+                                  for read in ("snapshot", "statements")]
+
+
+def test_sqlite_loop_reads_keep_one_connection_a_finished_document_included(
+        engine: Engine, backend: str) -> None:
+    """SQLite: every loop read, one whose document closes its connection too
+    (``db.close_read``), runs on the same driver connection, kept out of the pool between
+    reads. PostgreSQL: each read's connection goes back to the loop's asyncio pool."""
+    reads, _, name = _loop_read_probe(engine)
+
+    def driver_connection(connection: Connection) -> int:
+        name(connection)
+        return id(connection.connection.driver_connection)
+
+    def finished_document(connection: Connection) -> int:
+        found = driver_connection(connection)
+        db.close_read(connection)
+        return found
+
+    async def run() -> tuple[list[int], int]:
+        try:
+            used = [await reads.statements(driver_connection),
+                    await reads.snapshot(finished_document),
+                    await reads.snapshot(driver_connection),
+                    await reads.statements(finished_document),
+                    await reads.statements(driver_connection)]
+            pool = (reads._async_engine().sync_engine.pool if backend == "postgresql"
+                    else reads.engine.pool)
+            return used, pool.checkedout()  # type: ignore[attr-defined]
+        finally:
+            await reads.dispose()
+
+    used, checked_out = asyncio.run(run())
+    if backend == "sqlite":
+        assert len(set(used)) == 1 and checked_out == 1
+    else:
+        assert checked_out == 0

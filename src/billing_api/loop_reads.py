@@ -11,8 +11,9 @@ runs the same sync functions of a ``Connection`` as the threads do:
   writers' 30 s) and an indexed look-up takes microseconds, less than a hand-off to a
   thread. Not from
   the threads' pool: while its connections are all streaming downloads, waiting for one
-  would stop the loop that sends their chunks (the loop runs one read at a time, so one
-  connection never waits).
+  would stop the loop that sends their chunks. The loop runs one read at a time, so the one
+  connection is kept open between reads (``_KeptConnection``): a checkout from a pool and
+  back cost ~120 µs of a small request's ~1.2 ms (bench/load.py).
 * PostgreSQL: on psycopg's asyncio connection through SQLAlchemy's ``run_sync``: the function
   runs in a greenlet and each statement's round trip is awaited, so the loop serves other
   requests meanwhile. The asyncio engine has its own pool of ``database_pool_size``
@@ -24,18 +25,19 @@ runs the same sync functions of a ``Connection`` as the threads do:
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing_api.db import (
     SQLITE_BEGIN_OPTION,
     SQLITE_BUSY_TIMEOUT_OPTION,
     SQLITE_NO_BEGIN,
-    close_read,
     make_async_engine,
     make_engine,
 )
@@ -44,7 +46,32 @@ T = TypeVar("T")
 SQLITE_LOOP_WAIT_MS = 1000
 _SQLITE_STATEMENTS = {SQLITE_BEGIN_OPTION: SQLITE_NO_BEGIN,
                       SQLITE_BUSY_TIMEOUT_OPTION: SQLITE_LOOP_WAIT_MS}
-_SQLITE_SNAPSHOT = {SQLITE_BUSY_TIMEOUT_OPTION: SQLITE_LOOP_WAIT_MS}
+# Said in full: the kept connection carries the last read's options.
+_SQLITE_SNAPSHOT = {SQLITE_BEGIN_OPTION: "DEFERRED",
+                    SQLITE_BUSY_TIMEOUT_OPTION: SQLITE_LOOP_WAIT_MS}
+
+
+class _KeptConnection(Connection):
+    """The loop's SQLite connection, open from one read to the next. ``close()``, which a
+    finished document calls (``db.close_read``), ends the read's transaction and keeps the
+    connection; ``discard()`` closes it for good."""
+
+    def close(self) -> None:
+        if self.closed or self.invalidated:
+            self.discard()
+            return
+        try:
+            if self.in_transaction():
+                self.commit()  # a read transaction: nothing to write, as db.close_read
+        except SQLAlchemyError:
+            self.discard()  # a connection that cannot end its transaction is not reused
+
+    def discard(self) -> None:
+        super().close()
+
+    @property
+    def usable(self) -> bool:
+        return not (self.closed or self.invalidated)
 
 
 class LoopReads:
@@ -59,6 +86,9 @@ class LoopReads:
                                       pool_size=1)
         self._engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncEngine] = (
             weakref.WeakKeyDictionary())
+        self._kept: _KeptConnection | None = None
+        # One loop at a time uses it; a test may serve one app from two loops in threads.
+        self._kept_lock = threading.Lock()
 
     def _async_engine(self) -> AsyncEngine:
         loop = asyncio.get_running_loop()
@@ -75,9 +105,13 @@ class LoopReads:
         small request, bench/load.py); on SQLite the driver runs in autocommit mode, so each
         statement is its own read transaction."""
         if not self._on_loop:
-            with self.engine.connect() as connection:
-                connection.execution_options(**_SQLITE_STATEMENTS)
-                return fn(connection, *args)
+            with self._kept_lock:
+                connection = self._sqlite_connection()
+                try:
+                    connection.execution_options(**_SQLITE_STATEMENTS)
+                    return fn(connection, *args)
+                finally:
+                    connection.close()  # no BEGIN was sent: ends SQLAlchemy's bookkeeping
         async with self._async_engine().connect() as on_loop:
             await on_loop.execution_options(isolation_level="AUTOCOMMIT")
             return await on_loop.run_sync(fn, *args)
@@ -87,13 +121,14 @@ class LoopReads:
         (``export.stream.open_export``'s), ended (``db.close_read``) after ``fn``, or by
         ``fn`` itself (a finished document closes its connection)."""
         if not self._on_loop:
-            connection = self.engine.connect()
-            try:
-                connection.execution_options(**_SQLITE_SNAPSHOT)
-                connection.begin()
-                return fn(connection, *args)
-            finally:
-                close_read(connection)
+            with self._kept_lock:
+                connection = self._sqlite_connection()
+                try:
+                    connection.execution_options(**_SQLITE_SNAPSHOT)
+                    connection.begin()
+                    return fn(connection, *args)
+                finally:
+                    connection.close()  # COMMIT, the connection kept (see _KeptConnection)
         async with self._async_engine().connect() as on_loop:
             await on_loop.execution_options(isolation_level="REPEATABLE READ")
             await on_loop.begin()
@@ -102,9 +137,20 @@ class LoopReads:
                 await on_loop.commit()
             return found
 
+    def _sqlite_connection(self) -> _KeptConnection:
+        """The kept connection, opened again if the last one was lost (an error invalidated
+        it, or it could not end its transaction). Under ``_kept_lock``."""
+        if self._kept is None or not self._kept.usable:
+            self._kept = _KeptConnection(self.engine)
+        return self._kept
+
     async def dispose(self) -> None:
         """Close this event loop's connections (the app's shutdown)."""
         if not self._on_loop:
+            with self._kept_lock:
+                if self._kept is not None:
+                    self._kept.discard()
+                    self._kept = None
             self.engine.dispose()
         found = self._engines.pop(asyncio.get_running_loop(), None)
         if found is not None:
