@@ -505,3 +505,70 @@ def test_sqlite_loop_reads_keep_one_connection_a_finished_document_included(
         assert len(set(used)) == 1 and checked_out == 1
     else:
         assert checked_out == 0
+
+
+def test_compiled_queries_answer_exactly_as_sqlalchemy_does(
+        billed: Billed, engine: Engine, factory: sessionmaker[Session]) -> None:
+    """The hot statements on the driver's cursor (``compiled_query``) come back with the
+    values and types ``Connection.execute`` gives: aware timestamps (a key's expiry and
+    revocation decide a refusal), dates, booleans, decimals, the parties' JSON."""
+    from billing_api.access import grants
+    from billing_api.access.models import ApiKey, WhitelistEntry
+    from billing_api.api import conditional
+    from billing_api.export import details
+    from billing_api.sync import state
+
+    stamp = dt.datetime(2026, 11, 30, 23, 59, 58, 123456, tzinfo=dt.UTC)
+    with transaction(factory) as session:
+        key = session.get_one(ApiKey, billed.partner.key_id)
+        key.expires_at, key.revoked_at, key.last_used_at = (
+            stamp + dt.timedelta(days=1), stamp, stamp - dt.timedelta(hours=1))
+        session.add(WhitelistEntry(company_id=billed.partner.company_id,
+                                   network="2001:db8::/64", description="office"))
+        digest = key.digest
+    partner = {"state_partner": billed.partner.company_id, "state_environment": "production"}
+    cases = [
+        (grants._BY_DIGEST, {"wanted": digest}),
+        (grants._BY_ID, {"wanted": billed.partner.key_id}),
+        (grants._BY_ID, {"wanted": -1}),
+        (state._invoice_query(), partner | {"state_kind": "purchase",
+                                            "state_number": billed.invoice_number}),
+        (state._partner_query(), partner),
+        (details._SUBSCRIPTION, {"subscription_id": billed.subscription_id,
+                                 "partner_id": billed.partner.company_id,
+                                 "environment": "production"}),
+        (details._RESOURCES, {"subscription_id": billed.subscription_id}),
+        (conditional._details_query(), {"wanted": billed.subscription_id,
+                                        "partner": billed.partner.company_id,
+                                        "environment": "production"}),
+    ]
+    with engine.connect() as connection:
+        for query, params in cases:
+            expected = [tuple(row) for row in connection.execute(query.statement, params)]
+            assert expected or params == {"wanted": -1}  # each case reads something
+            for _ in range(2):  # the first run learns the result types, the next uses them
+                assert query.all(connection, params) == expected
+                assert ([[type(value) for value in row] for row in query.all(connection, params)]
+                        == [[type(value) for value in row] for row in expected])
+    grant = grants.grant_for_key_id(engine.connect(), billed.partner.key_id)
+    assert grant is not None and grant.revoked_at == stamp and grant.status() == "revoked"
+    assert grant.networks == ("127.0.0.1/32", "2001:db8::/64")
+
+
+def test_a_compiled_query_that_fails_raises_sqlalchemys_error(engine: Engine) -> None:
+    """A driver error arrives as SQLAlchemy's (a database that is down is a 503 through
+    ``api.problems``), and the connection's transaction can be ended as after ``execute``."""
+    from sqlalchemy import bindparam, literal_column
+    from sqlalchemy import table as table_
+
+    from billing_api.compiled_query import CompiledQuery
+
+    broken = CompiledQuery(select(literal_column("no_such_column"))
+                           .select_from(table_("companies"))
+                           .where(literal_column("id") == bindparam("wanted")))
+    with engine.connect() as connection:
+        with pytest.raises(DBAPIError) as raised:
+            broken.all(connection, {"wanted": 1})
+        assert "no_such_column" in str(raised.value)
+        connection.rollback()
+        assert connection.execute(text("SELECT 1")).scalar() == 1

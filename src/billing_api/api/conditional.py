@@ -19,15 +19,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import format_datetime, parsedate_to_datetime
 from functools import cache
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import Request, Response
-from sqlalchemy import Connection, Select, bindparam, select
+from sqlalchemy import Connection, bindparam, select
 
 from billing_api.api import negotiation
 from billing_api.api.deps import ApiCaller
 from billing_api.api.versions import CURRENT, ApiVersion
+from billing_api.compiled_query import CompiledQuery
 from billing_api.customers.models import Subscription
 from billing_api.db import close_read
 from billing_api.errors import InvalidInput
@@ -279,20 +279,20 @@ def invoice_validators(version: ApiVersion, endpoint: str, fmt: str, embed_pdf: 
 
 
 @cache
-def _details_statement() -> Select[Any]:
-    """Built once with bound parameters (see ``sync.state``)."""
-    return (select(Subscription.created_at, *revision_columns()[1:])
-            .where(Subscription.id == bindparam("wanted"),
-                   Subscription.partner_id == bindparam("partner"),
-                   Subscription.environment == bindparam("environment")))
+def _details_query() -> CompiledQuery:
+    """Built and compiled once with bound parameters (see ``sync.state``)."""
+    return CompiledQuery(select(Subscription.created_at, *revision_columns()[1:])
+                         .where(Subscription.id == bindparam("wanted"),
+                                Subscription.partner_id == bindparam("partner"),
+                                Subscription.environment == bindparam("environment")))
 
 
 def details_validators(connection: Connection, caller: ApiCaller, subscription_id: int,
                        body: bytes) -> Validators:
     """The body's digest; Last-Modified: the subscription's creation or the last import that
     changed data, whichever is later."""
-    created, changed = connection.execute(_details_statement(), {
+    [(created, changed)] = _details_query().all(connection, {
         "wanted": subscription_id, "partner": caller.company_id,
-        "environment": caller.environment}).one()
+        "environment": caller.environment})
     return validators(["subscriptiondetails", hashlib.sha256(body).hexdigest()],
                       [created, changed])

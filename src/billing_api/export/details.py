@@ -23,6 +23,7 @@ from billing_api.catalog.models import (
     ResourceRate,
     ServicePlan,
 )
+from billing_api.compiled_query import CompiledQuery
 from billing_api.customers.models import Subscription, SubscriptionResource
 from billing_api.export.values import json_text, xml_text
 from billing_api.export.writers import XML_DECLARATION, XML_NAMESPACES
@@ -54,7 +55,7 @@ def _date(value: Any) -> str:
 # Two statements built once (Core, not ORM): one row for the subscription with its plan,
 # category and period, then its resources. Loading entities one by one took seven queries
 # and most of a request's time (bench/load.py).
-_SUBSCRIPTION = (
+_SUBSCRIPTION = CompiledQuery(
     select(
         Subscription.id,
         Subscription.start_date,
@@ -84,7 +85,7 @@ _SUBSCRIPTION = (
         Subscription.environment == bindparam("environment"),
     )
 )
-_RESOURCES = (
+_RESOURCES = CompiledQuery(
     select(
         Resource.id,
         Resource.names,
@@ -123,18 +124,18 @@ def build_details(
     """The document tree, or None when the subscription is not the caller's to see."""
     if subscription_id > MAX_ID:
         return None
-    sub = connection.execute(
-        _SUBSCRIPTION,
+    sub = _SUBSCRIPTION.first(
+        connection,
         {"subscription_id": subscription_id, "partner_id": partner_id,
          "environment": environment},
-    ).first()
+    )
     if sub is None:
         return None
     (sub_id, start, expiration, period_id, period, period_type, billing_period,
      billing_period_type, setup_sku, subscription_sku, renewal_sku, transfer_sku,
      cancellation_sku, plan_id, plan_names, plan_name, category_id, category_name) = sub
     resources = []
-    for row in connection.execute(_RESOURCES, {"subscription_id": sub_id}):
+    for row in _RESOURCES.all(connection, {"subscription_id": sub_id}):
         (resource_id, names, name, included, amount, manufacturer, manufacturer_name,
          mp_number, measure_units, measure_unit, rate_id, rate_setup, rate_recurring,
          rate_overuse, rate_cancellation, rp_id, term, term_type, rp_billing_period,

@@ -31,6 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from billing_api.billing.models import BillingRun, ContentRevision, Invoice, SyncPosition
+from billing_api.compiled_query import CompiledQuery
 from billing_api.db import utcnow
 from billing_api.einvoice.source import snapshot_complete
 
@@ -82,6 +83,15 @@ def _undone_at() -> Any:
 
 
 @cache
+def _partner_query() -> CompiledQuery:
+    return CompiledQuery(_partner_statement())
+
+
+@cache
+def _invoice_query() -> CompiledQuery:
+    return CompiledQuery(_invoice_statement())
+
+
 def _partner_statement() -> Select[Any]:
     r = BillingRun
     one = select(literal(1).label("one")).subquery("one")
@@ -97,8 +107,8 @@ def partner_state(connection: Connection, partner_id: int, environment: str) -> 
     """One statement: the caller's runs (an index range of ``billing_runs``, a few rows per
     year), the content revision and the last undo. Run it first in the document's
     transaction, so that it sees the snapshot the document is read from."""
-    rows = connection.execute(_partner_statement(), {
-        "state_partner": partner_id, "state_environment": environment}).all()
+    rows = _partner_query().all(connection, {
+        "state_partner": partner_id, "state_environment": environment})
     runs = tuple(Run(row[0], row[1], row[2] or _EPOCH, row[6] or 0)
                  for row in rows if row[0] is not None)
     first = rows[0]
@@ -133,9 +143,9 @@ class InvoiceState:
 def invoice_state(connection: Connection, kind: str, partner_id: int, environment: str,
                   number: str) -> InvoiceState | None:
     """One statement on the invoice's unique number (None when it is not the caller's)."""
-    row = connection.execute(_invoice_statement(), {
+    row = _invoice_query().first(connection, {
         "state_partner": partner_id, "state_environment": environment, "state_kind": kind,
-        "state_number": number}).first()
+        "state_number": number})
     if row is None or row[3] is None:
         return None
     complete = all(snapshot_complete(party) for party in (row[6], row[7]))
@@ -144,7 +154,6 @@ def invoice_state(connection: Connection, kind: str, partner_id: int, environmen
                         (int(row[11]), int(row[12]), int(row[13])), row[14] or 0)
 
 
-@cache
 def _invoice_statement() -> Select[Any]:
     i, r = Invoice, BillingRun
     e = aliased(BillingRun, name="earlier")
