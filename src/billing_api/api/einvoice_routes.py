@@ -232,7 +232,8 @@ def _v4_chunks(connection: Connection, caller: ApiCaller, version: ApiVersion, a
 def _v4_name(version: ApiVersion, asked: _Asked, day: dt.date) -> str:
     # Named as the collections name theirs (the window is the invoice's day): <InvoiceID>.xml
     # is the UBL's name.
-    return f"{asked.endpoint}_{version.name}_{day:%Y%m%d}_{day:%Y%m%d}.{asked.fmt}"
+    compact = negotiation.compact(day)  # not strftime: slower, and year 1 is "1" on glibc
+    return f"{asked.endpoint}_{version.name}_{compact}_{compact}.{asked.fmt}"
 
 
 def one_invoice_responses() -> dict[int | str, dict[str, Any]]:
