@@ -6,7 +6,7 @@ context, the result's metadata): for the two or three statements every small req
 (the key's grant, the invoice's or the partner's state) that was a tenth of the request's CPU
 (bench/load.py). ``CompiledQuery`` keeps SQLAlchemy for what matters and skips the rest:
 
-* the ``Select`` is compiled by SQLAlchemy, once per dialect;
+* the ``Select`` is compiled by SQLAlchemy, once per kind of dialect;
 * parameters and result values pass through the very processors SQLAlchemy would apply
   (a ``UTCDateTime`` comes back aware, a ``ScaledDecimal`` as a ``Decimal``, a SQLite date as
   a ``date``), taken from the column types the first time each statement runs;
@@ -48,13 +48,14 @@ class CompiledQuery:
 
     def __init__(self, statement: AnySelect) -> None:
         self.statement = statement
-        self._by_dialect: dict[str, _Compiled] = {}
+        # By the dialect's class: psycopg's sync and asyncio dialects share a name.
+        self._by_dialect: dict[type[Dialect], _Compiled] = {}
 
     def all(self, connection: Connection, params: Mapping[str, Any]) -> list[Sequence[Any]]:
         """Every row, typed as ``connection.execute(statement, params).all()`` would be."""
-        compiled = self._by_dialect.get(connection.dialect.name)
+        compiled = self._by_dialect.get(type(connection.dialect))
         if compiled is None:
-            compiled = self._by_dialect[connection.dialect.name] = self._compile(
+            compiled = self._by_dialect[type(connection.dialect)] = self._compile(
                 connection.dialect)
         values = dict(compiled.constants)
         for name, value in params.items():
