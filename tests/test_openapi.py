@@ -96,6 +96,47 @@ def test_the_key_header_is_a_security_scheme_every_operation_requires(
         assert operation["security"] == [{"ApiKey": []}, {"DownloadLink": []}], path
 
 
+def test_api_routes_describe_their_query_and_leave_its_parsing_to_negotiation(
+        settings: Settings) -> None:
+    """The query parameters and the key of an API route are in its description
+    (``openapi_docs.described``), not in its signature, where FastAPI would parse them on
+    every request while ``negotiation`` and ``authenticate_request`` read them anyway. What
+    a route describes is exactly what it accepts (``token`` is the DownloadLink scheme)."""
+    from fastapi.routing import APIRoute, iter_route_contexts
+
+    from billing_api.api import einvoice_bulk, einvoice_routes, routes
+
+    def parsed(dependant: Any) -> list[str]:  # what FastAPI reads from query and headers
+        return [field.alias for field in [*dependant.query_params, *dependant.header_params]
+                ] + [name for sub in dependant.dependencies for name in parsed(sub)]
+
+    def accepted(path: str) -> frozenset[str]:
+        endpoint = path.removeprefix("/api/{version}/")
+        if endpoint.endswith("{InvoiceID}"):
+            return einvoice_routes.ONE_INVOICE_PARAMETERS
+        if endpoint == "subscriptiondetails":
+            return routes.DETAILS_PARAMETERS
+        if endpoint in einvoice_bulk.ENDPOINTS:
+            return routes.EINVOICE_COLLECTION_PARAMETERS
+        return routes.INVOICE_PARAMETERS
+
+    app = create_app(settings)
+    spec = app.openapi()
+    seen = []
+    for context in iter_route_contexts(app.routes):
+        if not (isinstance(context.original_route, APIRoute)
+                and (context.path or "").startswith("/api/{version}/")):
+            continue
+        path = context.path or ""
+        assert parsed(context.original_route.dependant) == [], path
+        operation = spec["paths"][path]["get"]
+        assert operation["security"] == [{"ApiKey": []}, {"DownloadLink": []}], path
+        described = {p["name"] for p in operation["parameters"] if p["in"] == "query"}
+        assert described == accepted(path) - {"token"}, path
+        seen.append(path)
+    assert len(seen) == 6  # the four documents and the two single invoices
+
+
 def test_every_parameter_has_a_description_and_an_example(spec: dict[str, Any]) -> None:
     for path, operation in _operations(spec):
         names = []

@@ -6,7 +6,7 @@ the refusal before v4, ``embedPdf``, and what these add to the OpenAPI descripti
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import Query, Request, Response
 from starlette.responses import StreamingResponse
@@ -104,13 +104,11 @@ def _streamed_zip(first: bytes, rest: Any, headers: dict[str, str]) -> Response:
                              headers=headers)
 
 
-EmbedPdf = Annotated[
-    str | None,
-    Query(alias="embedPdf",
-          description="With format=ubl: true adds the PDF inside the UBL as an "
-          "AdditionalDocumentReference.",
-          examples=["true"], json_schema_extra={"enum": ["true", "false"]}),
-]
+EMBED_PDF = Query(alias="embedPdf",  # for the description: ``embed_pdf`` reads it
+                  description="With format=ubl: true adds the PDF inside the UBL as an "
+                  "AdditionalDocumentReference.",
+                  examples=["true"], json_schema_extra={"enum": ["true", "false"]})
+
 
 def incomplete_party_response() -> dict[str, Any]:
     body = problem_example(

@@ -21,9 +21,9 @@ from sqlalchemy import Connection
 from billing_api.access import links
 from billing_api.api import conditional, einvoice_bulk, negotiation
 from billing_api.api.deps import ApiCaller, CallerDep, api_router
-from billing_api.api.openapi_docs import DOCUMENT_HEADERS, not_modified_response
+from billing_api.api.openapi_docs import DOCUMENT_HEADERS, described, not_modified_response
 from billing_api.api.openapi_problems import error_responses
-from billing_api.api.routes import ApiKey, served_version
+from billing_api.api.routes import served_version
 from billing_api.api.versions import CURRENT, SERVED, ApiVersion
 from billing_api.db import close_read
 from billing_api.einvoice import documents
@@ -60,14 +60,11 @@ InvoiceId = Annotated[
     Path(alias="InvoiceID", description="The invoice's `InvoiceID` as the documents show it.",
          examples=["NW-0000042"], json_schema_extra={"pattern": einvoice_bulk.INVOICE_ID_PATTERN}),
 ]
-FormatParam = Annotated[
-    str | None,
-    Query(alias="format",
-          description="ubl (Peppol BIS Billing 3.0), pdf, xml or json (the v4 document holding "
-          "this one invoice); wins over Accept. Default: from Accept (application/pdf gives "
-          "the PDF), else xml.",
-          examples=["ubl"], json_schema_extra={"enum": ["ubl", "pdf", "xml", "json"]}),
-]
+FORMAT = Query(alias="format",  # for the description: negotiation reads it
+               description="ubl (Peppol BIS Billing 3.0), pdf, xml or json (the v4 document "
+               "holding this one invoice); wins over Accept. Default: from Accept "
+               "(application/pdf gives the PDF), else xml.",
+               examples=["ubl"], json_schema_extra={"enum": ["ubl", "pdf", "xml", "json"]})
 router = api_router(before_auth=[Depends(resolve_version)], tags=["e-invoices"])
 
 
@@ -88,9 +85,6 @@ def _one_invoice(endpoint: str, summary: str) -> None:
         caller: CallerDep,
         version: VersionDep,
         invoice_id: InvoiceId,
-        format_: FormatParam = None,
-        embed: einvoice_bulk.EmbedPdf = None,
-        api_key: ApiKey = None,
     ) -> Response:
         negotiation.refuse_unknown_parameters(request, ONE_INVOICE_PARAMETERS)
         embed_it = einvoice_bulk.embed_pdf(request)  # a bad value is a 400 whatever the form
@@ -117,6 +111,7 @@ def _one_invoice(endpoint: str, summary: str) -> None:
         response_class=Response,
         responses=one_invoice_responses(),
         operation_id=f"{endpoint}_one",
+        openapi_extra=described(FORMAT, einvoice_bulk.EMBED_PDF),
     )
 
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from anyio.to_thread import run_sync
-from fastapi import Depends, Path, Query, Request, Response, Security
-from fastapi.security import APIKeyHeader
+from fastapi import Depends, Path, Query, Request, Response
 from sqlalchemy import Connection
 
 from billing_api.access import links
 from billing_api.api import conditional, einvoice_bulk, negotiation
 from billing_api.api.deps import ApiCaller, CallerDep, api_router
 from billing_api.api.errors import VersionGone
-from billing_api.api.openapi_docs import document_responses
+from billing_api.api.openapi_docs import described, document_responses
 from billing_api.api.versions import CURRENT, SERVED, VERSIONS, ApiVersion
 from billing_api.errors import NotFound
 from billing_api.export import details, stream
@@ -32,16 +31,6 @@ INVOICE_PARAMETERS = frozenset({"startDate", "endDate", "format", conditional.SI
                                 links.TOKEN_PARAM})
 DETAILS_PARAMETERS = (INVOICE_PARAMETERS - {conditional.SINCE}) | {"subscriptionId"}
 EINVOICE_COLLECTION_PARAMETERS = INVOICE_PARAMETERS | {"embedPdf"}
-
-# Declared for the OpenAPI description only: the router's dependency does the checking.
-api_key_header = APIKeyHeader(
-    name="X-Api-Key",
-    scheme_name="ApiKey",
-    auto_error=False,
-    description="The API key generated under Your APIs (profile), for one environment "
-    "(production or sandbox). Works only from a whitelisted IP address.",
-)
-
 
 def served_version(version: str, request: Request) -> ApiVersion:
     """The version named in the path; raises 404 for an unknown one and 410 for one no longer
@@ -85,63 +74,56 @@ async def resolve_version(
 
 
 VersionDep = Annotated[ApiVersion, Depends(resolve_version)]
-StartDate = Annotated[
-    str | None,
-    Query(
-        alias="startDate",
-        description="First invoice date (the day an invoice was issued), inclusive: "
-        "YYYYMMDD or YYYY-MM-DD, a real calendar date (an empty value is refused). "
-        "Default: three months before endDate.",
-        examples=["20260801"],
-        json_schema_extra={"pattern": negotiation.DATE_PATTERN},
-    ),
-]
-EndDate = Annotated[
-    str | None,
-    Query(
-        alias="endDate",
-        description="Last invoice date (the day an invoice was issued), inclusive: "
-        "YYYYMMDD or YYYY-MM-DD, a real calendar date, not before startDate (an empty value "
-        "is refused). Default: today.",
-        examples=["20261031"],
-        json_schema_extra={"pattern": negotiation.DATE_PATTERN},
-    ),
-]
-Format = Annotated[
-    str | None,
-    Query(
-        alias="format",
-        description="xml or json (lower case); wins over the Accept header. Default: from "
-        "Accept, else xml.",
-        examples=["json"],
-        json_schema_extra={"enum": ["xml", "json"]},
-    ),
-]
-InvoiceFormat = Annotated[
-    str | None,
-    Query(
-        alias="format",
-        description="xml or json; wins over the Accept header. Default: from Accept, else "
-        "xml. v4 on: ubl (Peppol BIS Billing 3.0) or pdf answer a ZIP with one file per "
-        "invoice (docs/einvoicing.md).",
-        examples=["json"],
-        json_schema_extra={"enum": ["xml", "json", "ubl", "pdf"]},
-    ),
-]
-Since = Annotated[
-    str | None,
-    Query(
-        alias="since",
-        description="v4 only: the `X-Next-Cursor` of an earlier answer. Only the invoices "
-        "of billing runs after it, whatever their invoice date (a late correction of an old "
-        "period too); with no startDate/endDate no date filter applies, a date given bounds "
-        "that side. A cursor of another key's account or environment, or a damaged one, is a "
-        "400 `invalid_cursor` (docs/sync.md). It looks like `c1AAAAAAAAAAAIAAAAAAAAAAAMM0fUV` "
-        "(no example is filled in here: a made-up cursor is refused).",
-        json_schema_extra={"pattern": "^c1[A-Za-z0-9_-]{1,100}$"},
-    ),
-]
-ApiKey = Annotated[str | None, Security(api_key_header)]
+# Query parameters, declared for the description (openapi_docs.described): every route reads
+# its query itself through ``negotiation``.
+START_DATE = Query(
+    alias="startDate",
+    description="First invoice date (the day an invoice was issued), inclusive: "
+    "YYYYMMDD or YYYY-MM-DD, a real calendar date (an empty value is refused). "
+    "Default: three months before endDate.",
+    examples=["20260801"],
+    json_schema_extra={"pattern": negotiation.DATE_PATTERN},
+)
+END_DATE = Query(
+    alias="endDate",
+    description="Last invoice date (the day an invoice was issued), inclusive: "
+    "YYYYMMDD or YYYY-MM-DD, a real calendar date, not before startDate (an empty value "
+    "is refused). Default: today.",
+    examples=["20261031"],
+    json_schema_extra={"pattern": negotiation.DATE_PATTERN},
+)
+FORMAT = Query(
+    alias="format",
+    description="xml or json (lower case); wins over the Accept header. Default: from "
+    "Accept, else xml.",
+    examples=["json"],
+    json_schema_extra={"enum": ["xml", "json"]},
+)
+INVOICE_FORMAT = Query(
+    alias="format",
+    description="xml or json; wins over the Accept header. Default: from Accept, else "
+    "xml. v4 on: ubl (Peppol BIS Billing 3.0) or pdf answer a ZIP with one file per "
+    "invoice (docs/einvoicing.md).",
+    examples=["json"],
+    json_schema_extra={"enum": ["xml", "json", "ubl", "pdf"]},
+)
+SINCE = Query(
+    alias="since",
+    description="v4 only: the `X-Next-Cursor` of an earlier answer. Only the invoices "
+    "of billing runs after it, whatever their invoice date (a late correction of an old "
+    "period too); with no startDate/endDate no date filter applies, a date given bounds "
+    "that side. A cursor of another key's account or environment, or a damaged one, is a "
+    "400 `invalid_cursor` (docs/sync.md). It looks like `c1AAAAAAAAAAAIAAAAAAAAAAAMM0fUV` "
+    "(no example is filled in here: a made-up cursor is refused).",
+    json_schema_extra={"pattern": "^c1[A-Za-z0-9_-]{1,100}$"},
+)
+SUBSCRIPTION_ID = Query(
+    alias="subscriptionId",
+    description="Required: the subscription's id (SubscriptionID on invoice "
+    "documents). One of another partner or environment is 404, like a missing one.",
+    examples=["42"],
+    json_schema_extra={"pattern": negotiation.SUBSCRIPTION_ID_PATTERN},
+)
 
 router = api_router(before_auth=[Depends(resolve_version)], tags=["documents"])
 
@@ -217,30 +199,12 @@ def _streamed_document(request: Request, caller: ApiCaller, version: ApiVersion,
 
 
 def _invoice_endpoint(endpoint: str, summary: str) -> None:
-    async def handler(
-        request: Request,
-        caller: CallerDep,
-        version: VersionDep,
-        start_date: StartDate = None,
-        end_date: EndDate = None,
-        format_: Format = None,
-        since: Since = None,
-        api_key: ApiKey = None,
-    ) -> Response:
+    async def handler(request: Request, caller: CallerDep, version: VersionDep) -> Response:
         negotiation.refuse_unknown_parameters(request, INVOICE_PARAMETERS)
         return await _document(request, caller, version, endpoint)
 
-    async def einvoice_handler(
-        request: Request,
-        caller: CallerDep,
-        version: VersionDep,
-        start_date: StartDate = None,
-        end_date: EndDate = None,
-        format_: InvoiceFormat = None,
-        embed_pdf: einvoice_bulk.EmbedPdf = None,
-        since: Since = None,
-        api_key: ApiKey = None,
-    ) -> Response:
+    async def einvoice_handler(request: Request, caller: CallerDep,
+                               version: VersionDep) -> Response:
         negotiation.refuse_unknown_parameters(request, EINVOICE_COLLECTION_PARAMETERS)
         einvoice_bulk.embed_pdf(request)  # a bad value is a 400 whatever the format
         form = einvoice_bulk.wanted_form(request)
@@ -255,6 +219,8 @@ def _invoice_endpoint(endpoint: str, summary: str) -> None:
     responses = document_responses(endpoint)
     if einvoices:
         einvoice_bulk.collection_additions(responses)
+    queries = ((START_DATE, END_DATE, INVOICE_FORMAT, einvoice_bulk.EMBED_PDF, SINCE)
+               if einvoices else (START_DATE, END_DATE, FORMAT, SINCE))
     router.add_api_route(
         f"/{endpoint}",
         chosen,
@@ -263,6 +229,7 @@ def _invoice_endpoint(endpoint: str, summary: str) -> None:
         response_class=Response,
         responses=responses,
         operation_id=endpoint,
+        openapi_extra=described(*queries),
     )
 
 
@@ -279,26 +246,10 @@ _invoice_endpoint(
     response_class=Response,
     responses=document_responses("subscriptiondetails"),
     operation_id="subscriptiondetails",
+    openapi_extra=described(SUBSCRIPTION_ID, START_DATE, END_DATE, FORMAT),
 )
-async def subscription_details(
-    request: Request,
-    caller: CallerDep,
-    version: VersionDep,
-    subscription_id: Annotated[
-        str | None,
-        Query(
-            alias="subscriptionId",
-            description="Required: the subscription's id (SubscriptionID on invoice "
-            "documents). One of another partner or environment is 404, like a missing one.",
-            examples=["42"],
-            json_schema_extra={"pattern": negotiation.SUBSCRIPTION_ID_PATTERN},
-        ),
-    ] = None,
-    start_date: StartDate = None,
-    end_date: EndDate = None,
-    format_: Format = None,
-    api_key: ApiKey = None,
-) -> Response:
+async def subscription_details(request: Request, caller: CallerDep,
+                               version: VersionDep) -> Response:
     negotiation.refuse_unknown_parameters(request, DETAILS_PARAMETERS)
     fmt = negotiation.choose_format(request)
     window = negotiation.date_range(request, request.app.state.settings.today())
