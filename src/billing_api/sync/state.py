@@ -11,6 +11,7 @@ through an import, which bumps ``content_revisions`` (``note_content_change``).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -21,8 +22,10 @@ from sqlalchemy import (
     Integer,
     Select,
     String,
+    Text,
     and_,
     bindparam,
+    cast,
     func,
     literal,
     select,
@@ -128,7 +131,7 @@ class InvoiceState:
     position: int
     finished_at: dt.datetime
     credit: bool  # a credit note names the invoice it corrects: earlier runs matter
-    parties_complete: bool  # both snapshots hold every Peppol field: no live party read
+    parties: tuple[str, str]  # the sender's and receiver's snapshots, JSON text
     content_revision: int
     content_changed_at: dt.datetime | None
     undone_at: dt.datetime | None
@@ -139,6 +142,12 @@ class InvoiceState:
     # them (a 304 reads no price line).
     run_lines: int = 0
 
+    @property
+    def parties_complete(self) -> bool:
+        """Both snapshots hold every Peppol field: no live party read. Parsed only when an
+        e-invoice asks (the v4 answers, the small requests, never do)."""
+        return all(snapshot_complete(json.loads(text)) for text in self.parties)
+
 
 def invoice_state(connection: Connection, kind: str, partner_id: int, environment: str,
                   number: str) -> InvoiceState | None:
@@ -148,9 +157,8 @@ def invoice_state(connection: Connection, kind: str, partner_id: int, environmen
         "state_number": number})
     if row is None or row[3] is None:
         return None
-    complete = all(snapshot_complete(party) for party in (row[6], row[7]))
     return InvoiceState(row[0], row[1], row[2], row[3], row[4] or _EPOCH, bool(row[5]),
-                        complete, row[8] or 0, row[9], row[10],
+                        (row[6], row[7]), row[8] or 0, row[9], row[10],
                         (int(row[11]), int(row[12]), int(row[13])), row[14] or 0)
 
 
@@ -166,7 +174,9 @@ def _invoice_statement() -> Select[Any]:
 
     return (
         select(i.id, i.invoice_number, i.invoice_date, r.sync_position, r.finished_at,
-               i.total_including_vat < 0, i.sender, i.receiver, *revision_columns(),
+               # As text: parsed only if an e-invoice needs them (``parties_complete``).
+               i.total_including_vat < 0, cast(i.sender, Text), cast(i.receiver, Text),
+               *revision_columns(),
                _undone_at(), earlier(func.count()),
                earlier(func.coalesce(func.max(e.sync_position), 0)),
                earlier(func.coalesce(func.sum(e.sync_position), 0)), r.line_count)
