@@ -57,7 +57,7 @@ class _KeptConnection(Connection):
     connection; ``discard()`` closes it for good."""
 
     def close(self) -> None:
-        if self.closed or self.invalidated:
+        if not self.usable:
             self.discard()
             return
         try:
@@ -105,13 +105,7 @@ class LoopReads:
         small request, bench/load.py); on SQLite the driver runs in autocommit mode, so each
         statement is its own read transaction."""
         if not self._on_loop:
-            with self._kept_lock:
-                connection = self._sqlite_connection()
-                try:
-                    connection.execution_options(**_SQLITE_STATEMENTS)
-                    return fn(connection, *args)
-                finally:
-                    connection.close()  # no BEGIN was sent: ends SQLAlchemy's bookkeeping
+            return self._on_sqlite(_SQLITE_STATEMENTS, fn, *args)
         async with self._async_engine().connect() as on_loop:
             await on_loop.execution_options(isolation_level="AUTOCOMMIT")
             return await on_loop.run_sync(fn, *args)
@@ -121,14 +115,7 @@ class LoopReads:
         (``export.stream.open_export``'s), ended (``db.close_read``) after ``fn``, or by
         ``fn`` itself (a finished document closes its connection)."""
         if not self._on_loop:
-            with self._kept_lock:
-                connection = self._sqlite_connection()
-                try:
-                    connection.execution_options(**_SQLITE_SNAPSHOT)
-                    connection.begin()
-                    return fn(connection, *args)
-                finally:
-                    connection.close()  # COMMIT, the connection kept (see _KeptConnection)
+            return self._on_sqlite(_SQLITE_SNAPSHOT, fn, *args)
         async with self._async_engine().connect() as on_loop:
             await on_loop.execution_options(isolation_level="REPEATABLE READ")
             await on_loop.begin()
@@ -136,6 +123,18 @@ class LoopReads:
             if on_loop.in_transaction():  # COMMIT, not close()'s ROLLBACK: see close_read
                 await on_loop.commit()
             return found
+
+    def _on_sqlite(self, options: dict[str, Any], fn: Callable[..., T], *args: Any) -> T:
+        """``fn`` on the kept connection in a transaction begun with ``options`` (the begin
+        event sets the busy wait; BEGIN is sent unless the options say none)."""
+        with self._kept_lock:
+            connection = self._sqlite_connection()
+            try:
+                connection.execution_options(**options)
+                connection.begin()
+                return fn(connection, *args)
+            finally:
+                connection.close()  # ends the transaction, keeps the connection
 
     def _sqlite_connection(self) -> _KeptConnection:
         """The kept connection, opened again if the last one was lost (an error invalidated
