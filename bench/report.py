@@ -644,16 +644,16 @@ the server's idle peak went from 134 to ~100 MiB once that moved to first use.
   0.12 → 0.16. After the fifth round (above): SQLite met, one invoice 0.52 (JSON and XML),
   `subscriptiondetails` 0.55, a day's collection 0.48 (no target), p99 52 ms; PostgreSQL
   0.18–0.22, its statements alone still 86–140 % of the budget.
-- **Workers (target 2 workers ≥ 1.6 × 1)**: met on SQLite; on PostgreSQL at the edge. SQLite 1.87–1.95; PostgreSQL
-  1.70 (was 1.16, then 1.20–1.28): with the statements prepared (fourth round, above)
-  PostgreSQL needs 0.5 ms of CPU per request instead of 1.8–2.0, which had left no room for
-  a second worker on two cores (the ceiling from CPU time was 1.35; now 1.68).
-  `bench/workers.py` prints that ceiling beside the ratio: the CPUs used over the CPU time
-  server, PostgreSQL and wrk spend on one request with one worker.
-  Alternating the fifth round's code with the code before it (`bench/workers.py --quick`,
-  PostgreSQL, three runs): 2 / 1 = 1.47–1.59 after against 1.61–1.62 before, one worker
-  360 → 396–399 requests/s and two 580 → 623–631: faster both ways, the ratio at the
-  target's edge, under the same 1.68 ceiling. SQLite 1.89.
+- **Workers (target 2 workers ≥ 1.6 × 1)**: met on SQLite; on PostgreSQL at the edge. SQLite
+  1.87–1.95; PostgreSQL 1.70 (was 1.16, then 1.20–1.28): with the statements prepared
+  (fourth round, above) PostgreSQL needs 0.5 ms of CPU per request instead of 1.8–2.0, which
+  had left no room for a second worker on two cores (the ceiling from CPU time was 1.35; now
+  1.68). `bench/workers.py` prints that ceiling beside the ratio: the CPUs used over the CPU
+  time server, PostgreSQL and wrk spend on one request with one worker. Alternating the
+  fifth round's code with the code before it (`bench/workers.py --quick`, PostgreSQL, three
+  runs): 2 / 1 = 1.47–1.59 after against 1.61–1.62 before, one worker 360 → 396–399
+  requests/s and two 580 → 623–631: faster both ways, the ratio at the target's edge, under
+  the same 1.68 ceiling. SQLite 1.89.
 - **Billing at quick sizes**: at 100,000 subscriptions both databases meet ≤ 2× (section 5);
   a quick run's 5,000 subscriptions show SQLite at about 2.6×, as the run's fixed costs
   (catalog and pricing set-up, four transactions) weigh more on 50,000 lines. What is left
